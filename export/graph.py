@@ -1,0 +1,200 @@
+"""DeployGraph: the folded student as neuron layers fed by synaptic connections.
+
+This is the one intermediate representation every backend reads (NIR, netx,
+Lava, the integer emulation, the energy analyzer).  It mirrors what Loihi runs:
+groups of neurons, each with per-neuron parameters, receiving the sum of one or
+more synaptic connections (fan-in expresses residual sums).  Validation happens
+at construction, so a graph that exists is well formed.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as tF
+
+CONNECTION_KINDS = ("conv", "dense", "avgpool", "sumpool")
+INPUT = "input"
+
+
+@dataclass(frozen=True, eq=False)
+class Connection:
+    """Synapses from ``source`` (a layer name or ``"input"``) into a layer."""
+
+    source: str
+    kind: str
+    weight: Optional[np.ndarray] = None  # conv (Co,Ci,kh,kw); dense (N_out, N_in)
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0)
+    kernel: tuple = (1, 1)  # pooling window (pool stride = kernel)
+
+    def __post_init__(self):
+        if self.kind not in CONNECTION_KINDS:
+            raise ValueError(f"unknown connection kind '{self.kind}'")
+        if self.kind in ("conv", "dense"):
+            if self.weight is None:
+                raise ValueError(f"{self.kind} connection needs a weight")
+            w = np.asarray(self.weight, dtype=np.float64)
+            if w.ndim != (4 if self.kind == "conv" else 2):
+                raise ValueError(f"{self.kind} weight has wrong rank {w.ndim}")
+            object.__setattr__(self, "weight", w)
+        object.__setattr__(self, "stride", tuple(int(s) for s in self.stride))
+        object.__setattr__(self, "padding", tuple(int(p) for p in self.padding))
+        object.__setattr__(self, "kernel", tuple(int(k) for k in self.kernel))
+
+    def out_shape(self, in_shape: tuple) -> tuple:
+        """Shape this connection produces from a source of ``in_shape``."""
+        if self.kind == "dense":
+            if int(np.prod(in_shape)) != self.weight.shape[1]:
+                raise ValueError(f"dense expects {self.weight.shape[1]} inputs, "
+                                 f"source has shape {in_shape}")
+            return (self.weight.shape[0],)
+        if len(in_shape) != 3:
+            raise ValueError(f"{self.kind} needs a (C,H,W) source, got {in_shape}")
+        c, h, w = in_shape
+        if self.kind == "conv":
+            co, ci, kh, kw = self.weight.shape
+            if ci != c:
+                raise ValueError(f"conv expects {ci} input channels, source has {c}")
+            oh = (h + 2 * self.padding[0] - kh) // self.stride[0] + 1
+            ow = (w + 2 * self.padding[1] - kw) // self.stride[1] + 1
+            return (co, oh, ow)
+        kh, kw = self.kernel
+        return (c, h // kh, w // kw)
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the synapses to a batch ``(N, *source_shape)`` (float64 or float32)."""
+        if self.kind == "dense":
+            w = torch.as_tensor(self.weight, dtype=x.dtype)
+            return x.reshape(x.shape[0], -1) @ w.T
+        if self.kind == "conv":
+            w = torch.as_tensor(self.weight, dtype=x.dtype)
+            return tF.conv2d(x, w, stride=self.stride, padding=self.padding)
+        out = tF.avg_pool2d(x, self.kernel, self.kernel)
+        return out if self.kind == "avgpool" else out * (self.kernel[0] * self.kernel[1])
+
+
+@dataclass(frozen=True, eq=False)
+class NeuronLayer:
+    """A group of CUBA neurons of ``shape`` with per-neuron parameters."""
+
+    name: str
+    shape: tuple
+    connections: tuple
+    bias: np.ndarray
+    alpha: np.ndarray
+    beta: np.ndarray
+    threshold: np.ndarray
+    spiking: bool = True
+
+    def __post_init__(self):
+        if not self.name or self.name == INPUT:
+            raise ValueError(f"invalid layer name '{self.name}'")
+        if not self.connections:
+            raise ValueError(f"layer '{self.name}' has no input connection")
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        object.__setattr__(self, "connections", tuple(self.connections))
+        for key in ("bias", "alpha", "beta", "threshold"):
+            arr = np.broadcast_to(np.asarray(getattr(self, key), dtype=np.float64),
+                                  self.shape).copy()
+            object.__setattr__(self, key, arr)
+        if ((self.alpha < 0) | (self.alpha > 1) | (self.beta < 0) | (self.beta > 1)).any():
+            raise ValueError(f"layer '{self.name}': decays must lie in [0, 1]")
+
+
+@dataclass(frozen=True, eq=False)
+class DeployGraph:
+    """Neuron layers in topological order; the last one is the network output."""
+
+    input_shape: tuple
+    layers: tuple
+    time_steps: int = 4
+    encoding: str = "direct"
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
+        object.__setattr__(self, "layers", tuple(self.layers))
+        shapes = {INPUT: self.input_shape}
+        for layer in self.layers:
+            if layer.name in shapes:
+                raise ValueError(f"duplicate layer name '{layer.name}'")
+            for conn in layer.connections:
+                if conn.source not in shapes:
+                    raise ValueError(f"layer '{layer.name}' reads '{conn.source}', "
+                                     "which is not an earlier layer")
+                got = conn.out_shape(shapes[conn.source])
+                if got != layer.shape:
+                    raise ValueError(f"connection {conn.source}->{layer.name} gives shape "
+                                     f"{got}, layer has {layer.shape}")
+            shapes[layer.name] = layer.shape
+        if not self.layers:
+            raise ValueError("graph has no layers")
+
+    @property
+    def output(self) -> NeuronLayer:
+        return self.layers[-1]
+
+    def layer(self, name: str) -> NeuronLayer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def source_shape(self, source: str) -> tuple:
+        return self.input_shape if source == INPUT else self.layer(source).shape
+
+    def is_sequential(self) -> bool:
+        """True when every layer reads exactly the previous one (netx can express it)."""
+        prev = INPUT
+        for layer in self.layers:
+            if len(layer.connections) != 1 or layer.connections[0].source != prev:
+                return False
+            prev = layer.name
+        return True
+
+    def replace(self, **changes) -> "DeployGraph":
+        return dataclasses.replace(self, **changes)
+
+
+def run_float(graph: DeployGraph, x_seq: torch.Tensor, record: bool = False):
+    """Synchronous float execution of ``graph`` on ``x_seq`` ``(T, B, *input_shape)``.
+
+    Returns ``(logits, spikes)`` where ``spikes`` maps layer name -> ``(T, B, *shape)``
+    (only when ``record``; otherwise the dict is empty). Reproduces the PyTorch
+    student exactly: there is no hardware latency here.
+    """
+    dtype = x_seq.dtype
+    T, B = x_seq.shape[:2]
+    state = {layer.name: (torch.zeros(B, *layer.shape, dtype=dtype),
+                          torch.zeros(B, *layer.shape, dtype=dtype)) for layer in graph.layers}
+    params = {layer.name: tuple(torch.as_tensor(getattr(layer, k), dtype=dtype)
+                                for k in ("alpha", "beta", "threshold", "bias"))
+              for layer in graph.layers}
+    spikes = {layer.name: [] for layer in graph.layers}
+    readout = torch.zeros(B, *graph.output.shape, dtype=dtype)
+    for t in range(T):
+        out = {INPUT: x_seq[t]}
+        for layer in graph.layers:
+            x = sum(conn.apply(out[conn.source]) for conn in layer.connections)
+            x = x.reshape(B, *layer.shape)
+            alpha, beta, thr, bias = params[layer.name]
+            i, v = state[layer.name]
+            if not layer.spiking:
+                readout = readout + x + bias
+                out[layer.name] = x
+                continue
+            i = alpha * i + x
+            v = beta * v + i + bias
+            s = (v > thr).to(dtype)
+            v = v * (1 - s)
+            state[layer.name] = (i, v)
+            out[layer.name] = s
+            if record:
+                spikes[layer.name].append(s)
+    logits = readout / T
+    rec = {k: torch.stack(v) for k, v in spikes.items() if v} if record else {}
+    return logits, rec

@@ -1,0 +1,1 @@
+"""kdsnn: kd_snn."""
