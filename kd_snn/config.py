@@ -1,0 +1,239 @@
+"""Experiment configuration: typed dataclasses, YAML files, command-line overrides.
+
+A config is validated field by field when it is built, so a typo in a YAML file
+or an override (``--set student.epochs=5``) fails at once with a one-line error
+naming the key, before any file is written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from .errors import KdsnnError
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"
+    root: Optional[str] = None
+    download: bool = False
+    time_steps: int = 4
+    encoding: str = "direct"
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    augment: bool = False
+    num_workers: int = 0
+
+
+@dataclass
+class NeuronConfig:
+    alpha: float = 0.0
+    beta: float = 0.5
+    threshold: float = 1.0
+    surrogate: str = "atan"
+    width: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    """One training stage (teacher or student)."""
+
+    model: str = "cnn"
+    width: int = 1
+    head: str = "spiking"
+    epochs: int = 10
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    scheduler: str = "cosine"
+    warmup_epochs: int = 0
+    label_smoothing: float = 0.0
+    checkpoint_every: int = 0  # extra mid-epoch checkpoints every N steps (0: epoch ends only)
+    model_kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class LossConfig:
+    """Distillation objective: a preset plus per-term overrides (see kd_snn.losses)."""
+
+    preset: str = "samd_nld"
+    weights: dict = field(default_factory=dict)
+    tau_nld: float = 2.0
+    w_nld: float = 0.9
+    tau_samd: float = 2.0
+    samd_scaling: str = "softmax"
+    tau_kd: float = 4.0
+
+
+@dataclass
+class Config:
+    name: str = "experiment"
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TrainConfig = field(default_factory=TrainConfig)
+    student: TrainConfig = field(default_factory=TrainConfig)
+    neuron: NeuronConfig = field(default_factory=NeuronConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+CHOICES = {
+    "data.encoding": ("direct", "poisson", "frames"),
+    "teacher.optimizer": ("sgd", "adamw"),
+    "student.optimizer": ("sgd", "adamw"),
+    "teacher.scheduler": ("cosine", "constant"),
+    "student.scheduler": ("cosine", "constant"),
+    "student.head": ("spiking", "reference"),
+    "neuron.surrogate": ("atan", "sigmoid", "triangle"),
+    "loss.samd_scaling": ("softmax", "zscore", "l2"),
+}
+POSITIVE = ("data.time_steps", "data.batch_size", "data.eval_batch_size", "teacher.epochs",
+            "student.epochs", "teacher.lr", "student.lr", "teacher.width", "student.width",
+            "neuron.width", "neuron.threshold", "loss.tau_nld", "loss.tau_samd", "loss.tau_kd")
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    origin = typing.get_origin(typ)
+    if origin is typing.Union:  # Optional[X]
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        return None if value is None else _coerce(value, args[0], key)
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        raise KdsnnError(f"config key '{key}' must be true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise KdsnnError(f"config key '{key}' must be an integer, got {value!r}")
+        return value
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise KdsnnError(f"config key '{key}' must be a number, got {value!r}")
+        return float(value)
+    if typ is str:
+        if not isinstance(value, str):
+            raise KdsnnError(f"config key '{key}' must be a string, got {value!r}")
+        return value
+    if typ is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise KdsnnError(f"config key '{key}' must be a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def _build(cls, raw: dict, prefix: str = ""):
+    if not isinstance(raw, dict):
+        raise KdsnnError(f"config section '{prefix.rstrip('.') or '<root>'}' must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in names:
+            raise KdsnnError(f"unknown config key '{prefix}{key}' "
+                             f"(valid: {', '.join(sorted(names))})")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in raw:
+            continue
+        typ, value = hints[f.name], raw[f.name]
+        if dataclasses.is_dataclass(typ):
+            kwargs[f.name] = _build(typ, value or {}, f"{prefix}{f.name}.")
+        else:
+            kwargs[f.name] = _coerce(value, typ, f"{prefix}{f.name}")
+    return cls(**kwargs)
+
+
+def validate(cfg: Config) -> Config:
+    flat = _flatten(cfg.to_dict())
+    for key, allowed in CHOICES.items():
+        if flat[key] not in allowed:
+            raise KdsnnError(f"config key '{key}' must be one of {', '.join(allowed)}, "
+                             f"got {flat[key]!r}")
+    for key in POSITIVE:
+        if not flat[key] > 0:
+            raise KdsnnError(f"config key '{key}' must be > 0, got {flat[key]!r}")
+    for key in ("neuron.alpha", "neuron.beta"):
+        if not 0 <= flat[key] <= 1:
+            raise KdsnnError(f"config key '{key}' must lie in [0, 1], got {flat[key]!r}")
+    if not 0 <= cfg.loss.w_nld <= 1:
+        raise KdsnnError(f"config key 'loss.w_nld' must lie in [0, 1], got {cfg.loss.w_nld!r}")
+    return cfg
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k not in ("weights", "model_kwargs"):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def from_dict(raw: dict) -> Config:
+    return validate(_build(Config, raw or {}))
+
+
+def builtin_configs() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("kd_snn.configs").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def load_yaml(path_or_name: str) -> dict:
+    """Read a config by file path or by the name of a shipped config."""
+    path = Path(path_or_name)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise KdsnnError(f"config file '{path}' not found")
+        text = path.read_text()
+    else:
+        res = resources.files("kd_snn.configs") / f"{path_or_name}.yaml"
+        if not res.is_file():
+            raise KdsnnError(f"unknown config '{path_or_name}' "
+                             f"(shipped: {', '.join(builtin_configs())}; or a .yaml path)")
+        text = res.read_text()
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise KdsnnError(f"config '{path_or_name}' is not valid YAML: "
+                         f"{str(exc).splitlines()[0]}") from None
+    return raw or {}
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML scalars)."""
+    raw = yaml.safe_load(yaml.safe_dump(raw or {}))  # deep copy
+    for item in overrides or []:
+        if "=" not in item:
+            raise KdsnnError(f"override '{item}' must look like key.sub=value")
+        key, text = item.split("=", 1)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        node = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise KdsnnError(f"override '{key}': '{part}' is not a section")
+        node[parts[-1]] = value
+    return raw
+
+
+def load_config(path_or_name: str, overrides: Optional[list[str]] = None) -> Config:
+    return from_dict(apply_overrides(load_yaml(path_or_name), overrides or []))

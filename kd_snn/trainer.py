@@ -1,0 +1,386 @@
+"""Training of ANN teachers and distillation of spiking students.
+
+Determinism: every random draw of a step (augmentation, Poisson encoding, NLD
+noise) comes from seeds derived from ``(seed, stage, epoch, step)``, and the
+data order of an epoch from ``(seed, epoch)``.  A resumed run therefore replays
+exactly what an uninterrupted run would have done and ends bit-identical.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from . import checkpoint as ckpt
+from .config import Config, TrainConfig
+from .data import build_dataset, dataset_spec, make_loader
+from .data.encoding import encode
+from .errors import KdsnnError
+from .io import write_text
+from .losses import DistillLoss, cross_entropy
+from .models import create_model
+from .rundir import RunDir
+
+log = logging.getLogger("kdsnn")
+
+
+def derive_seed(*parts) -> int:
+    """A 63-bit seed from any tuple of values (stable across processes)."""
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise KdsnnError(f"device '{name}' requested but CUDA is not available")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise KdsnnError(f"unknown device '{name}'") from None
+
+
+# models ----------------------------------------------------------------------------
+def model_spec(cfg: Config, stage: str) -> dict:
+    """Everything needed to rebuild a stage's model from its checkpoint alone."""
+    spec = dataset_spec(cfg.data.name)
+    tc: TrainConfig = getattr(cfg, stage)
+    out = {"name": tc.model, "num_classes": spec.num_classes, "in_channels": spec.in_channels,
+           "spiking": stage == "student", "width": tc.width, "kwargs": dict(tc.model_kwargs),
+           "input_size": list(spec.image_size)}
+    if stage == "student":
+        out["head"] = tc.head
+        out["neuron"] = asdict(cfg.neuron)
+    return out
+
+
+def build_model(mspec: dict) -> nn.Module:
+    kwargs = dict(mspec.get("kwargs", {}))
+    if mspec["spiking"]:
+        kwargs.update(neuron=mspec["neuron"], head=mspec.get("head", "spiking"))
+    return create_model(mspec["name"], num_classes=mspec["num_classes"],
+                        in_channels=mspec["in_channels"], spiking=mspec["spiking"],
+                        width=mspec["width"], **kwargs)
+
+
+def resolve_checkpoint(path) -> Path:
+    """A run directory, a stage directory or a .safetensors file -> the model file."""
+    path = Path(path)
+    if path.is_dir():
+        for cand in (path / "model.safetensors", path / "teacher" / "model.safetensors"):
+            if cand.is_file():
+                return cand
+        raise KdsnnError(f"no trained model in '{path}' (expected model.safetensors)")
+    if not path.exists():
+        raise KdsnnError(f"checkpoint '{path}' not found")
+    return path
+
+
+def load_trained(path, expect_spiking: Optional[bool] = None) -> tuple[nn.Module, dict]:
+    """Rebuild a trained model from its checkpoint (weights-only, no pickle)."""
+    file = resolve_checkpoint(path)
+    tensors, meta = ckpt.load_checkpoint(file)
+    mspec = meta.get("model")
+    if not isinstance(mspec, dict):
+        raise KdsnnError(f"checkpoint '{file}' has no model description")
+    if expect_spiking is not None and mspec.get("spiking") != expect_spiking:
+        kind = "spiking student" if expect_spiking else "ANN teacher"
+        raise KdsnnError(f"checkpoint '{file}' is not an {kind}")
+    model = build_model(mspec)
+    ckpt.load_model_state(model, tensors, str(file))
+    model.eval()
+    return model, meta
+
+
+# inputs ----------------------------------------------------------------------------
+def student_input(x: torch.Tensor, cfg: Config, kind: str, gen: Optional[torch.Generator]):
+    if kind == "event":  # (B, T, 2, H, W) -> (T, B, 2, H, W)
+        return encode(x, cfg.data.time_steps, "frames")
+    return encode(x, cfg.data.time_steps, cfg.data.encoding, generator=gen)
+
+
+def teacher_input(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """ANN teachers see the static image, or the time-average of event frames."""
+    return x.mean(1) if kind == "event" else x
+
+
+def lr_at(tc: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
+    progress = (epoch + step / max(1, steps_per_epoch))
+    if tc.warmup_epochs and progress < tc.warmup_epochs:
+        return tc.lr * (progress + 1e-3) / tc.warmup_epochs
+    if tc.scheduler == "constant":
+        return tc.lr
+    span = max(1e-8, tc.epochs - tc.warmup_epochs)
+    return 0.5 * tc.lr * (1 + math.cos(math.pi * (progress - tc.warmup_epochs) / span))
+
+
+def make_optimizer(model: nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if tc.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=tc.lr, momentum=tc.momentum,
+                               weight_decay=tc.weight_decay, nesterov=tc.momentum > 0)
+    return torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+
+
+# evaluation ------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset, cfg: Config, stage: str, device: torch.device,
+             progress: bool = False, limit: Optional[int] = None) -> dict:
+    """Top-1 accuracy and mean loss of ``model`` on ``dataset``."""
+    kind = dataset_spec(cfg.data.name).kind
+    loader = make_loader(dataset, cfg.data.eval_batch_size, shuffle=False, seed=cfg.seed, epoch=0)
+    gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "eval"))
+    was_training = model.training
+    model.eval()
+    correct = total = 0
+    loss_sum = 0.0
+    bar = tqdm(loader, desc=f"eval {stage}", unit="batch", leave=False, disable=not progress)
+    for x, y in bar:
+        x, y = x.to(device), y.to(device)
+        if stage == "student":
+            logits = model(student_input(x, cfg, kind, gen).to(device))
+        else:
+            logits = model(teacher_input(x, kind))
+        loss_sum += float(nn.functional.cross_entropy(logits.float(), y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+        total += int(y.numel())
+        if limit is not None and total >= limit:
+            break
+    model.train(was_training)
+    return {"accuracy": correct / max(1, total), "loss": loss_sum / max(1, total), "samples": total}
+
+
+# training --------------------------------------------------------------------------
+class Stage:
+    """One training stage of a run directory (``teacher`` or ``student``)."""
+
+    def __init__(self, run: RunDir, cfg: Config, stage: str, teacher_path=None,
+                 device: Optional[str] = None, progress: bool = True,
+                 fail_at_step: Optional[int] = None):
+        self.run, self.cfg, self.stage = run, cfg, stage
+        self.tc: TrainConfig = getattr(cfg, stage)
+        self.device = pick_device(device or cfg.device)
+        self.progress = progress
+        self.fail_at_step = fail_at_step
+        self.dir = run.stage_dir(stage)
+        self.spec = dataset_spec(cfg.data.name)
+        self.teacher_path = teacher_path
+
+    # set-up -------------------------------------------------------------------------
+    def _prepare(self):
+        cfg = self.cfg
+        self.train_set = build_dataset(cfg.data.name, "train", root=cfg.data.root,
+                                       download=cfg.data.download, augment=cfg.data.augment)
+        self.test_set = build_dataset(cfg.data.name, "test", root=cfg.data.root,
+                                      download=cfg.data.download)
+        torch.manual_seed(derive_seed(cfg.seed, self.stage, "init"))
+        self.mspec = model_spec(cfg, self.stage)
+        self.model = build_model(self.mspec).to(self.device)
+        self.teacher = None
+        if self.stage == "student":
+            self.teacher, self.teacher_meta = self._load_teacher()
+            losses = {"preset": cfg.loss.preset, **cfg.loss.weights,
+                      "label_smoothing": self.tc.label_smoothing, "tau_nld": cfg.loss.tau_nld,
+                      "w_nld": cfg.loss.w_nld, "tau_samd": cfg.loss.tau_samd,
+                      "samd_scaling": cfg.loss.samd_scaling, "tau_kd": cfg.loss.tau_kd}
+            losses.update(student_channels=self._student_channels(),
+                          teacher_channels=int(self.teacher.classifier_weight.shape[1]))
+            self.criterion = DistillLoss(losses).to(self.device)
+            # the criterion may own trainable parts (feature-KD adapter)
+            extra = [p for p in self.criterion.parameters() if p.requires_grad]
+        else:
+            extra = []
+        self.optimizer = make_optimizer(self.model, self.tc)
+        if extra:
+            self.optimizer.add_param_group({"params": extra})
+        self.amp = bool(cfg.amp and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+
+    def _student_channels(self) -> int:
+        return int(self.model.classifier_weight.shape[1])
+
+    def _load_teacher(self):
+        path = self.teacher_path or self.run.model_path("teacher")
+        if not Path(path).exists():
+            raise KdsnnError(f"no teacher at '{path}': run 'kdsnn teacher {self.run.path}' "
+                             "first or pass --teacher RUN_OR_CHECKPOINT")
+        teacher, meta = load_trained(path, expect_spiking=False)
+        tm = meta["model"]
+        if tm["num_classes"] != self.mspec["num_classes"] or \
+                tm["in_channels"] != self.mspec["in_channels"]:
+            raise KdsnnError(f"teacher '{path}' was trained for {tm['num_classes']} classes / "
+                             f"{tm['in_channels']} channels, data set '{self.cfg.data.name}' has "
+                             f"{self.mspec['num_classes']} / {self.mspec['in_channels']}")
+        teacher.to(self.device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        self._check_maps(teacher)
+        return teacher, meta
+
+    @torch.no_grad()
+    def _check_maps(self, teacher):
+        """SAMD compares spatial maps: teacher and student must agree in size."""
+        x, _ = self.train_set[0]
+        x = x.unsqueeze(0).to(self.device)
+        _, fmap = teacher.forward_features(teacher_input(x, self.spec.kind))
+        was = self.model.training
+        self.model.eval()
+        _, spikes = self.model.forward_features(
+            student_input(x, self.cfg, self.spec.kind, None).to(self.device))
+        self.model.train(was)
+        if tuple(fmap.shape[-2:]) != tuple(spikes.shape[-2:]):
+            raise KdsnnError(f"teacher feature map {tuple(fmap.shape[-2:])} and student spike "
+                             f"map {tuple(spikes.shape[-2:])} differ in size; SAMD needs them equal")
+
+    # state ---------------------------------------------------------------------------
+    def _save_state(self, epoch: int, step: int, rows: list, acc: dict):
+        meta = {"stage": self.stage, "epoch": epoch, "step": step, "rows": rows, "acc": acc,
+                "seed": self.cfg.seed, "config": self.cfg.to_dict(), "model": self.mspec}
+        extra = {}
+        if self.amp:
+            extra["scaler_scale"] = torch.tensor([self.scaler.get_scale()])
+        ckpt.save_checkpoint(self.run.state_path(self.stage), self.model, meta,
+                             optimizer=self.optimizer, extra_tensors=extra)
+
+    def _load_state(self):
+        path = self.run.state_path(self.stage)
+        tensors, meta = ckpt.load_checkpoint(path)
+        if meta.get("config") != self.cfg.to_dict():
+            raise KdsnnError(f"cannot resume '{path}': the config changed since it was written")
+        ckpt.load_model_state(self.model, tensors, str(path))
+        ckpt.load_optimizer_state(self.optimizer, tensors, meta)
+        return meta["epoch"], meta["step"], meta["rows"], meta["acc"]
+
+    def _write_rows(self, rows: list):
+        if not rows:
+            return
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text(self.dir / "metrics.csv", buf.getvalue())
+
+    # loop ----------------------------------------------------------------------------
+    def _step_loss(self, x, y, gen, nld_gen):
+        kind = self.spec.kind
+        if self.stage == "teacher":
+            logits = self.model(teacher_input(x, kind))
+            loss = cross_entropy(logits, y, label_smoothing=self.tc.label_smoothing)
+            return loss, logits, {"ce": float(loss)}
+        with torch.no_grad():
+            t_logits, t_fmap = self.teacher.forward_features(teacher_input(x, kind))
+        s_logits, s_spikes = self.model.forward_features(student_input(x, self.cfg, kind, gen)
+                                                         .to(self.device))
+        loss, parts = self.criterion(s_logits, s_spikes, t_logits, t_fmap,
+                                     self.teacher.classifier_weight, y,
+                                     student_classifier_weight=self.model.classifier_weight,
+                                     generator=nld_gen)
+        return loss, s_logits, {k: float(v) for k, v in parts.items()}
+
+    def fit(self, resume: bool = False) -> dict:
+        self._prepare()
+        cfg, tc = self.cfg, self.tc
+        self.dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(self.dir / "train.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        log.addHandler(handler)
+        try:
+            return self._fit(resume)
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+
+    def _fit(self, resume: bool) -> dict:
+        cfg, tc = self.cfg, self.tc
+        start_epoch, start_step, rows, acc = 0, 0, [], {}
+        if resume:
+            if not self.run.state_path(self.stage).is_file():
+                raise KdsnnError(f"nothing to resume: '{self.run.state_path(self.stage)}' "
+                                 "does not exist")
+            start_epoch, start_step, rows, acc = self._load_state()
+            log.info("resumed %s at epoch %d step %d", self.stage, start_epoch, start_step)
+        steps = len(make_loader(self.train_set, cfg.data.batch_size, shuffle=True, seed=cfg.seed,
+                                epoch=0, drop_last=True))
+        if steps == 0:
+            raise KdsnnError(f"batch size {cfg.data.batch_size} exceeds the training set "
+                             f"({len(self.train_set)} samples)")
+        total = tc.epochs * steps
+        bar = tqdm(total=total, initial=start_epoch * steps + start_step, unit="step",
+                   desc=f"{self.stage}", disable=not self.progress, dynamic_ncols=True)
+        t0 = time.time()
+        self.model.train()
+        for epoch in range(start_epoch, tc.epochs):
+            first = start_step if epoch == start_epoch else 0
+            if first == 0:
+                acc = {"loss": 0.0, "correct": 0, "seen": 0}
+            loader = make_loader(self.train_set, cfg.data.batch_size, shuffle=True,
+                                 seed=cfg.seed, epoch=epoch, drop_last=True, skip_batches=first)
+            it = iter(loader)
+            for step in range(first, steps):
+                torch.manual_seed(derive_seed(cfg.seed, self.stage, epoch, step, "data"))
+                x, y = next(it)
+                x, y = x.to(self.device), y.to(self.device)
+                gen = torch.Generator().manual_seed(derive_seed(cfg.seed, self.stage, epoch,
+                                                                step, "enc"))
+                nld_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, self.stage,
+                                                                    epoch, step, "nld"))
+                lr = lr_at(tc, epoch, step, steps)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                with torch.autocast(self.device.type, enabled=self.amp):
+                    loss, logits, parts = self._step_loss(x, y, gen, nld_gen)
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                if not torch.isfinite(loss):
+                    raise KdsnnError(f"{self.stage} training diverged (loss {float(loss)}) at "
+                                     f"epoch {epoch} step {step}; lower the learning rate")
+                acc["loss"] += float(loss) * y.numel()
+                acc["correct"] += int((logits.argmax(1) == y).sum())
+                acc["seen"] += int(y.numel())
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{lr:.2g}")
+                done = step + 1
+                if self.fail_at_step is not None and epoch * steps + done == self.fail_at_step:
+                    self._save_state(epoch, done, rows, acc)
+                    bar.close()
+                    os._exit(3)  # simulate a crash right after a checkpoint (tests)
+                if tc.checkpoint_every and done % tc.checkpoint_every == 0 and done < steps:
+                    self._save_state(epoch, done, rows, acc)
+            test = evaluate(self.model, self.test_set, cfg, self.stage, self.device)
+            row = {"epoch": epoch + 1, "lr": round(lr, 8),
+                   "train_loss": round(acc["loss"] / max(1, acc["seen"]), 6),
+                   "train_acc": round(acc["correct"] / max(1, acc["seen"]), 6),
+                   "test_loss": round(test["loss"], 6), "test_acc": round(test["accuracy"], 6)}
+            rows.append(row)
+            self._write_rows(rows)
+            log.info("%s epoch %d: %s", self.stage, epoch + 1, row)
+            bar.write(f"{self.stage} epoch {epoch + 1}/{tc.epochs}: train_acc "
+                      f"{row['train_acc']:.4f} test_acc {row['test_acc']:.4f}")
+            self._save_state(epoch + 1, 0, rows, acc)
+        bar.close()
+        final = {"test_accuracy": rows[-1]["test_acc"] if rows else None,
+                 "best_test_accuracy": max((r["test_acc"] for r in rows), default=None),
+                 "epochs": tc.epochs, "train_seconds": round(time.time() - t0, 2),
+                 "model": tc.model, "seed": cfg.seed, "time_steps": cfg.data.time_steps,
+                 "data": cfg.data.name}
+        if self.stage == "student":
+            final["loss"] = cfg.loss.preset
+        meta = {"stage": self.stage, "config": cfg.to_dict(), "model": self.mspec,
+                "metrics": final, "seed": cfg.seed, "data": cfg.data.name}
+        ckpt.save_checkpoint(self.run.model_path(self.stage), self.model, meta)
+        self.run.update_metrics(self.stage, final)
+        return final
