@@ -12,7 +12,9 @@ if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want"
 fi
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
+PIP=(pip_quiet "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
+# pip warns about every package missing from the machine's local mirrors: keep real messages only
+pip_quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 C=(-c scripts/constraints.txt)
 echo "[setup] torch (CPU build; a GPU user installs CUDA torch first, see README)"
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
@@ -27,5 +29,11 @@ echo "[setup] lava-nc 0.10.0 + lava-dl 0.6.0 (declared for Python < 3.11; patche
 "$VENV/bin/python" scripts/patch_lava.py
 echo "[setup] kdsnn (editable)"
 "${PIP[@]}" "${C[@]}" --no-deps --no-build-isolation -e .
+if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "[setup] Fashion-MNIST (Debian package dataset-fashion-mnist; optional)"
+  (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 ||
+   { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1; }) ||
+   echo "[setup] dataset-fashion-mnist not installed (only the Fashion-MNIST configs need it)"
+fi
 echo "$want" > "$STAMP"
 echo "[setup] done: $VENV"
