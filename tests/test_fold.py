@@ -114,3 +114,9 @@ def test_wrong_input_shape_is_user_error():
         fold_student(create_model("cnn", K, C), (C + 1, HW, HW), T)
     with pytest.raises(KdsnnError, match=r"\(C, H, W\)"):
         fold_student(create_model("cnn", K, C), (T, C, HW, HW), T)
+
+
+def test_spikformer_refused_by_name():
+    model = create_model("spikformer", K, C, depth=1, dim=32)
+    with pytest.raises(KdsnnError, match=r"'sps' \(SpikingPatchSplitting\)"):
+        fold_student(model, (C, HW, HW), T)

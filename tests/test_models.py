@@ -100,3 +100,44 @@ def test_reference_head():
 def test_wrong_input_rank_is_explained():
     with pytest.raises(ValueError, match=r"\(T, B, C, H, W\)"):
         create_model("cnn", K, C)(torch.rand(B, C, 8, 8))
+
+
+SMALL_SPIKFORMER = {"depth": 1, "dim": 32}
+
+
+def test_every_registered_model_is_covered():
+    assert set(list_models()) == set(CONV_MODELS) | {"spikformer"}
+
+
+def test_spikformer_shapes_and_flags():
+    model = create_model("spikformer", K, C, **SMALL_SPIKFORMER)
+    logits, feats = model.forward_features(torch.rand(T, B, C, 8, 8) * 2)
+    assert logits.shape == (B, K) and feats.shape == (T, B, 32, 2, 2)
+    assert model.classifier_weight.shape == (K, 32)
+    assert not model.deployable
+    default = create_model("spikformer", K, C)
+    assert len(default.blocks) == 4 and default.classifier_weight.shape == (K, 384)
+    assert default.blocks[0].attn.heads == 12
+
+
+def test_spikformer_has_no_teacher_twin():
+    with pytest.raises(KdsnnError, match="no ANN twin"):
+        create_model("spikformer", K, C, spiking=False)
+
+
+def test_spikformer_trains_on_a_fixed_batch():
+    torch.manual_seed(0)
+    model = create_model("spikformer", K, C, **SMALL_SPIKFORMER)
+    x, y = torch.rand(T, 8, C, 8, 8) * 2, torch.randint(0, K, (8,))
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    losses = []
+    for _ in range(6):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        if not losses:
+            assert all(p.grad is not None and p.grad.abs().sum() > 0
+                       for p in model.parameters())
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]

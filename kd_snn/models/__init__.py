@@ -2,7 +2,7 @@
 
 Importing this package registers every family (one module each).
 """
-from . import cnn, resnet  # noqa: F401  (registration side effects)
+from . import cnn, resnet, spikformer  # noqa: F401  (registration side effects)
 from .layers import NEURON_DEFAULTS, Network
 from .registry import create_model, list_models, register_model
 
