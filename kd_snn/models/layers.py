@@ -8,6 +8,7 @@ neuron loops over time.  Teachers get ``nn.ReLU`` where students get
 """
 from __future__ import annotations
 
+import inspect
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -20,13 +21,18 @@ NEURON_DEFAULTS = {"alpha": 0.0, "beta": 0.5, "threshold": 1.0, "surrogate": "at
                    "width": 1.0}
 
 
+# Any scalar CubaLIF option is accepted (shape/bias are per-neuron, set by export only).
+NEURON_OPTIONS = tuple(p for p in inspect.signature(CubaLIF).parameters
+                       if p not in ("self", "shape", "bias"))
+
+
 def neuron_kwargs(neuron: Optional[dict] = None) -> dict:
     """Defaults merged with the user's CubaLIF kwargs; unknown keys are a user error."""
     neuron = dict(neuron or {})
-    unknown = sorted(set(neuron) - set(NEURON_DEFAULTS))
+    unknown = sorted(set(neuron) - set(NEURON_OPTIONS))
     if unknown:
         raise KdsnnError(f"unknown neuron option(s) {', '.join(unknown)} "
-                         f"(choose from {', '.join(NEURON_DEFAULTS)})")
+                         f"(choose from {', '.join(NEURON_OPTIONS)})")
     return {**NEURON_DEFAULTS, **neuron}
 
 
