@@ -1,0 +1,624 @@
+"""Loihi fixed-point quantization of a float ``DeployGraph`` into a ``QuantGraph``.
+
+Integer semantics (what ``export.emulate`` and Lava's ``fixed_pt`` models compute)
+---------------------------------------------------------------------------------
+* Units.  Each neuron layer has one float scale ``s`` (float activation units ->
+  integer *synaptic* units).  Its synaptic input ``a_in`` is ``~ s * x`` (x = the float
+  input current); Loihi left-shifts it by 6, so ``u ~ 64 s i`` and ``v ~ 64 s v_float``;
+  the threshold compares ``v > vth << 6`` with ``vth = round(s * threshold)`` (17-bit
+  unsigned).  The bias is added to ``v`` unshifted: ``bias_mant << bias_exp ~ 64 s b``
+  (13-bit signed mantissa, 3-bit exponent 0..7, per neuron).
+* Decays.  ``dv = round(4096 (1 - beta))``, ``du = round(4096 (1 - alpha)) - 1``, both
+  clipped to 0..4095 (``kd_snn.neurons.functional.loihi_decays``); alpha = 1 and
+  beta = 0 are therefore only approximated (factor 4095/4096 and 1/4096).
+* Weights.  Per connection an 8-bit signed mantissa ``m`` in [-128, 127] and an exponent
+  ``e``; the synaptic input is ``shift(sum_j m_ij x_j, e)`` with ``shift(y, e) = y << e``
+  for e >= 0 and ``y >> -e`` (arithmetic, i.e. floor) for e < 0.  Lava's fixed_pt Conv
+  ignores ``weight_exp``, so conv connections are restricted to e >= 0 and deployed
+  with the weight ``m << e``.  Pools become depthwise convs (``groups = C``).
+* Input.  Analog input x in [0, 1] is sent as graded 8-bit spikes ``round(x * 255)``
+  (``encode_input``); the scale of a connection reading ``"input"`` is ``s / 255``.
+* Readout.  The non-spiking output layer is an integrator (``du = 4095, dv = 0,
+  vth = 2**17 - 1``): ``v`` accumulates ``(a_in << 6) + bias`` each step, so after T
+  steps ``logits ~ v / (64 s T)`` (``QuantGraph.logits``).  ``v`` saturates at
+  +-(2**23 - 1) (it is clipped, not wrapped) and ``u`` wraps at 24 bits; the scale is
+  chosen so neither happens on the calibration data.
+
+Choosing ``s``
+--------------
+``s`` is the largest value that keeps every integer inside its field: ``vth`` within
+17 bits, ``|u|, |v|`` (and the readout's running sum) within ``headroom * 2**23`` for
+the calibration statistics (or a worst-case bound without calibration data), weights
+within ``127 * 2**max_exp`` and biases within ``4095 * 2**7``.  With calibration data
+the choice is then checked by integer emulation: any layer whose ``u``/``v`` reaches
+the 24-bit limit has its scale halved and the graph is re-quantized (a bounded search).
+Per-layer results (scale, the bound that decided it, exponents, clipped fraction and
+relative error of the weights, spike agreement with the float graph) are stored in
+``QuantGraph.metadata["report"]``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+
+from export.graph import INPUT, Connection, DeployGraph
+from kd_snn.neurons.functional import loihi_decays
+
+MANT_MIN, MANT_MAX = -128, 127
+VTH_MAX = (1 << 17) - 1
+UV_LIMIT = 1 << 23
+BIAS_MANT_MAX = 4095
+BIAS_EXP_MAX = 7
+INPUT_LEVELS = 255
+INPUT_MESSAGE_BITS = 8
+DEFAULT_EXP_RANGE = (-8, 7)
+
+
+# --------------------------------------------------------------------------------------
+# data classes
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class QuantConnection:
+    """Integer synapses from ``source`` into a layer.
+
+    ``weight`` holds 8-bit signed mantissas (int64 array): conv ``(Co, Ci/groups, kh, kw)``
+    in torch cross-correlation layout, dense ``(N_out, N_in)`` over the source flattened
+    in C,H,W order.  Effective weight = ``weight * 2**weight_exp`` (see module doc for
+    the exact rounding).  ``scale`` is the float -> integer factor that was applied to
+    the float weight (``s`` of the target layer, divided by 255 for the input).
+    """
+
+    source: str
+    kind: str  # "conv" | "dense"
+    weight: np.ndarray
+    weight_exp: int = 0
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0)
+    groups: int = 1
+    message_bits: int = 0  # 0: binary spikes; 8: graded input spikes
+    scale: float = 1.0
+    origin: str = ""  # kind of the float connection (conv, dense, avgpool, sumpool)
+
+    def __post_init__(self):
+        if self.kind not in ("conv", "dense"):
+            raise ValueError(f"unknown quantized connection kind '{self.kind}'")
+        w = np.asarray(self.weight)
+        if not np.issubdtype(w.dtype, np.integer):
+            raise ValueError("quantized weights must be integers")
+        w = w.astype(np.int64)
+        if w.ndim != (4 if self.kind == "conv" else 2):
+            raise ValueError(f"{self.kind} weight has wrong rank {w.ndim}")
+        if w.size and (w.min() < MANT_MIN or w.max() > MANT_MAX):
+            raise ValueError("weight mantissas must lie in [-128, 127]")
+        if self.kind == "conv" and self.weight_exp < 0:
+            raise ValueError("conv connections need weight_exp >= 0 (Lava's Conv has no "
+                             "weight exponent; the weight is deployed as m << e)")
+        object.__setattr__(self, "weight", w)
+        object.__setattr__(self, "weight_exp", int(self.weight_exp))
+        object.__setattr__(self, "stride", tuple(int(s) for s in self.stride))
+        object.__setattr__(self, "padding", tuple(int(p) for p in self.padding))
+        object.__setattr__(self, "groups", int(self.groups))
+        object.__setattr__(self, "message_bits", int(self.message_bits))
+        object.__setattr__(self, "scale", float(self.scale))
+
+    def out_shape(self, in_shape: tuple) -> tuple:
+        if self.kind == "dense":
+            if int(np.prod(in_shape)) != self.weight.shape[1]:
+                raise ValueError(f"dense expects {self.weight.shape[1]} inputs, source has "
+                                 f"shape {in_shape}")
+            return (self.weight.shape[0],)
+        c, h, w = in_shape
+        co, cig, kh, kw = self.weight.shape
+        if cig * self.groups != c:
+            raise ValueError(f"conv expects {cig * self.groups} input channels, source has {c}")
+        return (co, (h + 2 * self.padding[0] - kh) // self.stride[0] + 1,
+                (w + 2 * self.padding[1] - kw) // self.stride[1] + 1)
+
+    def effective_weight(self) -> np.ndarray:
+        """``m * 2**e`` as float (the integer units the synapse adds, before rounding)."""
+        return self.weight.astype(np.float64) * (2.0 ** self.weight_exp)
+
+
+@dataclass(frozen=True, eq=False)
+class QuantLayer:
+    """A population of Loihi CUBA neurons (one ``LIF`` process)."""
+
+    name: str
+    shape: tuple
+    connections: tuple
+    vth: int
+    du: int
+    dv: int
+    bias_mant: np.ndarray
+    bias_exp: np.ndarray
+    spiking: bool = True
+    scale: float = 1.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        object.__setattr__(self, "connections", tuple(self.connections))
+        for key in ("vth", "du", "dv"):
+            object.__setattr__(self, key, int(getattr(self, key)))
+        if not 0 <= self.vth <= VTH_MAX:
+            raise ValueError(f"layer '{self.name}': vth {self.vth} outside 17 bits")
+        if not (0 <= self.du <= 4095 and 0 <= self.dv <= 4095):
+            raise ValueError(f"layer '{self.name}': du/dv outside 12 bits")
+        for key in ("bias_mant", "bias_exp"):
+            arr = np.asarray(getattr(self, key))
+            if not np.issubdtype(arr.dtype, np.integer):
+                raise ValueError(f"layer '{self.name}': {key} must be integers")
+            object.__setattr__(self, key, np.broadcast_to(arr.astype(np.int64),
+                                                          self.shape).copy())
+        if np.abs(self.bias_mant).max(initial=0) > BIAS_MANT_MAX + 1 or \
+                self.bias_mant.min(initial=0) < -(BIAS_MANT_MAX + 1):
+            raise ValueError(f"layer '{self.name}': bias mantissa outside 13 bits")
+        if self.bias_exp.min(initial=0) < 0 or self.bias_exp.max(initial=0) > BIAS_EXP_MAX:
+            raise ValueError(f"layer '{self.name}': bias exponent outside 0..7")
+        object.__setattr__(self, "scale", float(self.scale))
+
+    def bias_effective(self) -> np.ndarray:
+        """``bias_mant << bias_exp``: what Lava adds to ``v`` every step."""
+        return np.left_shift(self.bias_mant, self.bias_exp)
+
+
+@dataclass(frozen=True, eq=False)
+class QuantGraph:
+    """Integer counterpart of ``DeployGraph`` (same layer names, same topology)."""
+
+    input_shape: tuple
+    layers: tuple
+    time_steps: int = 4
+    input_levels: int = INPUT_LEVELS
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
+        object.__setattr__(self, "layers", tuple(self.layers))
+        shapes = {INPUT: self.input_shape}
+        for layer in self.layers:
+            if layer.name in shapes:
+                raise ValueError(f"duplicate layer name '{layer.name}'")
+            for conn in layer.connections:
+                if conn.source not in shapes:
+                    raise ValueError(f"layer '{layer.name}' reads unknown '{conn.source}'")
+                if conn.out_shape(shapes[conn.source]) != layer.shape:
+                    raise ValueError(f"connection {conn.source}->{layer.name}: shape mismatch")
+                if (conn.source == INPUT) != (conn.message_bits > 0):
+                    raise ValueError("graded (message_bits > 0) exactly for input connections")
+            shapes[layer.name] = layer.shape
+        if not self.layers:
+            raise ValueError("graph has no layers")
+
+    @property
+    def output(self) -> QuantLayer:
+        return self.layers[-1]
+
+    def layer(self, name: str) -> QuantLayer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def source_shape(self, source: str) -> tuple:
+        return self.input_shape if source == INPUT else self.layer(source).shape
+
+    def depths(self) -> dict:
+        """Synapses from the input to each layer; raises if paths differ (unbalanced)."""
+        depth = {INPUT: 0}
+        for layer in self.layers:
+            ds = {depth[c.source] + 1 for c in layer.connections}
+            if len(ds) != 1:
+                raise ValueError(f"layer '{layer.name}' has fan-in paths of different "
+                                 f"latency {sorted(ds)}; run export.latency.balance_latency "
+                                 "on the DeployGraph before quantizing")
+            depth[layer.name] = ds.pop()
+        del depth[INPUT]
+        return depth
+
+    def is_sequential(self) -> bool:
+        prev = INPUT
+        for layer in self.layers:
+            if len(layer.connections) != 1 or layer.connections[0].source != prev:
+                return False
+            prev = layer.name
+        return True
+
+    def logits(self, readout_v) -> np.ndarray:
+        """Float logits from the readout's integer ``v`` after T steps."""
+        v = np.asarray(readout_v, dtype=np.float64)
+        return v / (64.0 * self.output.scale * self.time_steps)
+
+    # ---- serialisation (no pickle) -------------------------------------------------
+    def to_arrays(self) -> tuple[dict, dict]:
+        """``(arrays, meta)``: int64 numpy arrays by key and a JSON-able description."""
+        arrays, layers = {}, []
+        for li, layer in enumerate(self.layers):
+            arrays[f"layer{li}.bias_mant"] = layer.bias_mant.astype(np.int64)
+            arrays[f"layer{li}.bias_exp"] = layer.bias_exp.astype(np.int64)
+            conns = []
+            for ci, conn in enumerate(layer.connections):
+                arrays[f"layer{li}.conn{ci}.weight"] = conn.weight.astype(np.int64)
+                conns.append({"source": conn.source, "kind": conn.kind,
+                              "weight_exp": conn.weight_exp, "stride": list(conn.stride),
+                              "padding": list(conn.padding), "groups": conn.groups,
+                              "message_bits": conn.message_bits, "scale": conn.scale,
+                              "origin": conn.origin})
+            layers.append({"name": layer.name, "shape": list(layer.shape), "vth": layer.vth,
+                           "du": layer.du, "dv": layer.dv, "spiking": layer.spiking,
+                           "scale": layer.scale, "connections": conns})
+        meta = {"format": "kdsnn.quantgraph", "version": 1,
+                "input_shape": list(self.input_shape), "time_steps": self.time_steps,
+                "input_levels": self.input_levels, "layers": layers,
+                "metadata": json.loads(json.dumps(self.metadata, default=_json_default))}
+        return arrays, meta
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, meta: dict) -> "QuantGraph":
+        if meta.get("format") != "kdsnn.quantgraph":
+            raise ValueError("not a kdsnn QuantGraph description")
+        layers = []
+        for li, ld in enumerate(meta["layers"]):
+            conns = tuple(
+                QuantConnection(cd["source"], cd["kind"],
+                                np.asarray(arrays[f"layer{li}.conn{ci}.weight"]),
+                                cd["weight_exp"], tuple(cd["stride"]), tuple(cd["padding"]),
+                                cd["groups"], cd["message_bits"], cd["scale"], cd["origin"])
+                for ci, cd in enumerate(ld["connections"]))
+            layers.append(QuantLayer(ld["name"], tuple(ld["shape"]), conns, ld["vth"],
+                                     ld["du"], ld["dv"],
+                                     np.asarray(arrays[f"layer{li}.bias_mant"]),
+                                     np.asarray(arrays[f"layer{li}.bias_exp"]),
+                                     ld["spiking"], ld["scale"]))
+        return cls(tuple(meta["input_shape"]), tuple(layers), int(meta["time_steps"]),
+                   int(meta["input_levels"]), dict(meta.get("metadata", {})))
+
+    def replace(self, **changes) -> "QuantGraph":
+        return dataclasses.replace(self, **changes)
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+META_KEY = "__kdsnn_meta__"
+
+
+def save_quant(path, qgraph: QuantGraph) -> None:
+    """Write ``qgraph`` as an ``.npz`` of int64 arrays plus the JSON description (stored
+    as a uint8 array under ``__kdsnn_meta__``); atomic; loadable without pickle."""
+    from kd_snn.io import atomic_path
+    arrays, meta = qgraph.to_arrays()
+    payload = dict(arrays)
+    payload[META_KEY] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **payload)
+
+
+def load_quant(path) -> QuantGraph:
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files if k != META_KEY}
+        meta = json.loads(bytes(z[META_KEY]).decode())
+    return QuantGraph.from_arrays(arrays, meta)
+
+
+# --------------------------------------------------------------------------------------
+# input encoding
+# --------------------------------------------------------------------------------------
+def encode_input(x_seq, levels: int = INPUT_LEVELS) -> torch.Tensor:
+    """Analog input in [0, 1] -> graded spike payloads ``round(x * 255)`` (int64).
+
+    Values outside [0, 1] are clipped (Loihi graded spikes here are unsigned 8-bit).
+    """
+    x = torch.as_tensor(x_seq, dtype=torch.float64)
+    return torch.round(x.clamp(0.0, 1.0) * levels).to(torch.int64)
+
+
+# --------------------------------------------------------------------------------------
+# quantization
+# --------------------------------------------------------------------------------------
+def _pool_as_conv(conn: Connection, channels: int) -> Connection:
+    """avgpool / sumpool -> depthwise conv weight (C, 1, kh, kw), stride = kernel."""
+    kh, kw = conn.kernel
+    val = 1.0 / (kh * kw) if conn.kind == "avgpool" else 1.0
+    return Connection(conn.source, "conv", np.full((channels, 1, kh, kw), val),
+                      stride=conn.kernel, padding=(0, 0))
+
+
+def _uniform(layer, key: str) -> float:
+    arr = getattr(layer, key)
+    if not np.allclose(arr, arr.flat[0], rtol=0, atol=1e-12):
+        raise ValueError(f"layer '{layer.name}': {key} must be uniform per layer for Loihi "
+                         "(du, dv and vth are per population)")
+    return float(arr.flat[0])
+
+
+def _float_conns(graph: DeployGraph, layer) -> list:
+    """(connection as conv/dense, groups) with pools rewritten as depthwise convs."""
+    out = []
+    for conn in layer.connections:
+        if conn.kind in ("avgpool", "sumpool"):
+            c = graph.source_shape(conn.source)[0]
+            out.append((_pool_as_conv(conn, c), c, conn.kind))
+        else:
+            out.append((conn, 1, conn.kind))
+    return out
+
+
+def _apply(conn: Connection, groups: int, x: torch.Tensor) -> torch.Tensor:
+    if conn.kind == "dense":
+        return x.reshape(x.shape[0], -1) @ torch.as_tensor(conn.weight, dtype=x.dtype).T
+    return torch.nn.functional.conv2d(x, torch.as_tensor(conn.weight, dtype=x.dtype),
+                                      stride=conn.stride, padding=conn.padding, groups=groups)
+
+
+def float_stats(graph: DeployGraph, x_seq) -> dict:
+    """Per layer maxima over the calibration run of |x| (synaptic input), |i|, |v| (before
+    reset) and, for the readout, the running sum |sum_t (x + b)|; plus float spikes."""
+    x_seq = torch.as_tensor(x_seq, dtype=torch.float64)
+    T, B = x_seq.shape[:2]
+    st = {l.name: {"x": 0.0, "i": 0.0, "v": 0.0, "cum": 0.0} for l in graph.layers}
+    state = {l.name: (torch.zeros(B, *l.shape, dtype=torch.float64),) * 2
+             for l in graph.layers}
+    cum = torch.zeros(B, *graph.output.shape, dtype=torch.float64)
+    conns = {l.name: _float_conns(graph, l) for l in graph.layers}
+    spikes = {l.name: [] for l in graph.layers if l.spiking}
+    for t in range(T):
+        out = {INPUT: x_seq[t]}
+        for layer in graph.layers:
+            x = sum(_apply(c, g, out[c.source]) for c, g, _ in conns[layer.name])
+            x = x.reshape(B, *layer.shape)
+            bias = torch.as_tensor(layer.bias)
+            s = st[layer.name]
+            s["x"] = max(s["x"], float(x.abs().max()))
+            if not layer.spiking:
+                cum = cum + x + bias
+                s["cum"] = max(s["cum"], float(cum.abs().max()))
+                out[layer.name] = x
+                continue
+            i, v = state[layer.name]
+            i = torch.as_tensor(layer.alpha) * i + x
+            v = torch.as_tensor(layer.beta) * v + i + bias
+            s["i"] = max(s["i"], float(i.abs().max()))
+            s["v"] = max(s["v"], float(v.abs().max()))
+            spk = (v > torch.as_tensor(layer.threshold)).to(torch.float64)
+            v = v * (1 - spk)
+            state[layer.name] = (i, v)
+            out[layer.name] = spk
+            spikes[layer.name].append(spk)
+    return {"stats": st, "spikes": {k: torch.stack(v) for k, v in spikes.items()},
+            "logits": cum / T}
+
+
+def _worst_case_stats(graph: DeployGraph) -> dict:
+    """Bounds without data: binary spikes / input in [0, 1] driving every synapse."""
+    st = {}
+    for layer in graph.layers:
+        xmax = 0.0
+        for conn, groups, _ in _float_conns(graph, layer):
+            w = np.abs(conn.weight)
+            per_out = w.reshape(w.shape[0], -1).sum(1)
+            xmax += float(per_out.max())
+        b = float(np.abs(layer.bias).max())
+        T = graph.time_steps
+        alpha = float(np.max(layer.alpha))
+        beta = float(np.max(layer.beta))
+        imax = xmax * min(T, 1.0 / (1.0 - alpha) if alpha < 1 else T)
+        vmax = (imax + b) * min(T, 1.0 / (1.0 - beta) if beta < 1 else T)
+        st[layer.name] = {"x": xmax, "i": imax, "v": vmax, "cum": T * (xmax + b)}
+    return st
+
+
+def _quantize_weight(w: np.ndarray, exp_range: tuple) -> tuple:
+    """Mantissas/exponent for float integer-unit weights ``w``: smallest exponent in
+    range with ``max |w| / 2**e <= 127`` (finest resolution); clips beyond the range."""
+    lo, hi = exp_range
+    amax = float(np.abs(w).max()) if w.size else 0.0
+    if amax == 0.0:
+        e = max(lo, 0) if lo <= 0 <= hi else lo
+    else:
+        e = int(math.ceil(math.log2(amax / MANT_MAX)))
+        # guard float edge cases in log2
+        while amax / 2.0 ** e > MANT_MAX + 0.5 - 1e-9 and e < hi:
+            e += 1
+        e = min(max(e, lo), hi)
+    q = np.round(w / 2.0 ** e)
+    clipped = float(np.mean((q < MANT_MIN) | (q > MANT_MAX))) if w.size else 0.0
+    m = np.clip(q, MANT_MIN, MANT_MAX).astype(np.int64)
+    norm = float(np.linalg.norm(w))
+    err = float(np.linalg.norm(m * 2.0 ** e - w) / norm) if norm > 0 else 0.0
+    return m, e, clipped, err
+
+
+def _quantize_bias(bv: np.ndarray, exp_min: int) -> tuple:
+    """Per neuron mantissa/exponent for the bias in v units (``bv = 64 s b``)."""
+    a = np.abs(bv)
+    exp = np.zeros(bv.shape, dtype=np.int64) + exp_min
+    with np.errstate(divide="ignore"):
+        need = np.ceil(np.log2(np.maximum(a, 1e-300) / (BIAS_MANT_MAX + 0.5)))
+    exp = np.clip(np.maximum(exp, need), exp_min, BIAS_EXP_MAX).astype(np.int64)
+    q = np.round(bv / 2.0 ** exp)
+    clipped = float(np.mean(np.abs(q) > BIAS_MANT_MAX)) if bv.size else 0.0
+    mant = np.clip(q, -BIAS_MANT_MAX, BIAS_MANT_MAX).astype(np.int64)
+    return mant, exp, clipped
+
+
+def _quantize_layer(graph, layer, s: float, exp_range, conv_exp_min, dense_exp_range,
+                    bias_exp_min):
+    rep = {"scale": s}
+    conns, rep_conns = [], []
+    for conn, groups, origin in _float_conns(graph, layer):
+        graded = conn.source == INPUT
+        cscale = s / INPUT_LEVELS if graded else s
+        if conn.kind == "conv":
+            rng = (max(exp_range[0], conv_exp_min), exp_range[1])
+        else:
+            rng = dense_exp_range or exp_range
+        m, e, clipped, err = _quantize_weight(conn.weight * cscale, rng)
+        conns.append(QuantConnection(conn.source, conn.kind, m, e, conn.stride, conn.padding,
+                                     groups, INPUT_MESSAGE_BITS if graded else 0, cscale,
+                                     origin))
+        rep_conns.append({"source": conn.source, "weight_exp": e, "clipped_frac": clipped,
+                          "rel_error": err})
+    rep["connections"] = rep_conns
+    if layer.spiking:
+        alpha, beta = _uniform(layer, "alpha"), _uniform(layer, "beta")
+        du, dv = loihi_decays(alpha, beta)
+        thr = _uniform(layer, "threshold")
+        vth = int(min(max(round(thr * s), 0), VTH_MAX))
+        rep["vth_rel_error"] = abs(vth - thr * s) / (thr * s) if thr > 0 else 0.0
+    else:
+        du, dv, vth = 4095, 0, VTH_MAX
+    mant, bexp, bclip = _quantize_bias(layer.bias * 64.0 * s, bias_exp_min)
+    rep["bias_clipped_frac"] = bclip
+    rep.update(du=du, dv=dv, vth=vth)
+    return QuantLayer(layer.name, layer.shape, tuple(conns), vth, du, dv, mant, bexp,
+                      layer.spiking, s), rep
+
+
+def _scale_bounds(graph, layer, st: dict, headroom: float, exp_hi: int,
+                  bias_exp_min: int) -> dict:
+    """Upper bounds on s from each field (the minimum wins)."""
+    lim = headroom * UV_LIMIT / 64.0  # in synaptic units
+    b = {}
+    if layer.spiking:
+        thr = _uniform(layer, "threshold")
+        if thr > 0:
+            b["vth"] = VTH_MAX / thr
+        peak = max(st["x"], st["i"], st["v"])
+    else:
+        peak = max(st["x"], st["cum"])
+    if peak > 0:
+        b["overflow"] = lim / peak
+    wmax = 0.0
+    for conn, _, _ in _float_conns(graph, layer):
+        w = float(np.abs(conn.weight).max()) if conn.weight.size else 0.0
+        if conn.source == INPUT:
+            w /= INPUT_LEVELS
+        wmax = max(wmax, w)
+    if wmax > 0:
+        b["weights"] = MANT_MAX * 2.0 ** exp_hi / wmax
+    bmax = float(np.abs(layer.bias).max())
+    if bmax > 0:
+        b["bias"] = BIAS_MANT_MAX * 2.0 ** BIAS_EXP_MAX / (64.0 * bmax)
+    return b
+
+
+def quantize(graph: DeployGraph, calib_x: Optional[torch.Tensor] = None, *,
+             headroom: float = 0.5, weight_exp_range: tuple = DEFAULT_EXP_RANGE,
+             conv_exp_min: int = 0, dense_exp_range: Optional[tuple] = None,
+             bias_exp_min: int = 0, max_halvings: int = 8,
+             relays: Optional[set] = None) -> QuantGraph:
+    """Quantize ``graph`` for Loihi (see module docstring).
+
+    ``calib_x``: optional float input ``(T, B, *input_shape)`` in [0, 1] for statistics
+    and the overflow check.  ``headroom``: fraction of the 24-bit range the calibration
+    maxima may use.  ``dense_exp_range``/``bias_exp_min`` let a backend restrict the
+    encoding (netx: dense exponents 0..1, bias a multiple of 64 i.e. ``bias_exp_min=6``).
+    Relay layers (``graph.metadata["relays"]`` or ``relays``) get the exact Loihi relay:
+    weight 1, du = dv = 4095, vth = 0.
+    """
+    relays = set(relays or ()) | set(graph.metadata.get("relays", ()))
+    calib = float_stats(graph, calib_x) if calib_x is not None else None
+    stats = calib["stats"] if calib else _worst_case_stats(graph)
+    scales, bounds = {}, {}
+    for layer in graph.layers:
+        if layer.name in relays:
+            continue
+        bd = _scale_bounds(graph, layer, stats[layer.name], headroom, weight_exp_range[1],
+                           bias_exp_min)
+        bounds[layer.name] = bd
+        scales[layer.name] = min(bd.values()) if bd else 1.0
+    halvings = {name: 0 for name in scales}
+
+    def build():
+        layers, report = [], {}
+        for layer in graph.layers:
+            if layer.name in relays:
+                ql = _relay_layer(graph, layer)
+                layers.append(ql)
+                report[layer.name] = {"relay": True, "scale": 1.0}
+                continue
+            ql, rep = _quantize_layer(graph, layer, scales[layer.name], weight_exp_range,
+                                      conv_exp_min, dense_exp_range, bias_exp_min)
+            bd = bounds[layer.name]
+            rep["bound"] = min(bd, key=bd.get) if bd else "none"
+            rep["halvings"] = halvings[layer.name]
+            layers.append(ql)
+            report[layer.name] = rep
+        return layers, report
+
+    layers, report = build()
+    qg = QuantGraph(graph.input_shape, tuple(layers), graph.time_steps, INPUT_LEVELS,
+                    {"report": report})
+    if calib is not None:
+        from export.emulate import emulate
+        x_int = encode_input(calib_x)
+        for _ in range(max_halvings + 1):
+            emu_stats: dict = {}
+            v_out, spikes = emulate(qg, x_int, record=True, stats=emu_stats)
+            bad = [n for n, s in emu_stats.items()
+                   if n in scales and s["overflow"] and halvings[n] < max_halvings]
+            if not bad:
+                break
+            for n in bad:
+                scales[n] /= 2.0
+                halvings[n] += 1
+            layers, report = build()
+            qg = QuantGraph(graph.input_shape, tuple(layers), graph.time_steps,
+                            INPUT_LEVELS, {"report": report})
+        for name, spk in calib["spikes"].items():
+            if name in spikes:
+                report[name]["spike_agreement"] = float(
+                    (spikes[name].to(torch.float64) == spk).to(torch.float64).mean())
+            if name in emu_stats:
+                report[name]["overflow"] = bool(emu_stats[name]["overflow"])
+        logits_q = torch.as_tensor(qg.logits(v_out.numpy()))
+        ref = calib["logits"]
+        report["_readout"] = {
+            "argmax_agreement": float((logits_q.argmax(-1) == ref.argmax(-1)).double().mean()),
+            "rel_error": float((logits_q - ref).norm() / max(float(ref.norm()), 1e-12))}
+    meta = dict(graph.metadata) if graph.metadata else {}
+    meta = {k: v for k, v in meta.items() if _jsonable(v)}
+    meta["report"] = report
+    meta["calibrated"] = calib is not None
+    return qg.replace(metadata=meta)
+
+
+def _jsonable(v) -> bool:
+    try:
+        json.dumps(v, default=_json_default)
+        return True
+    except TypeError:
+        return False
+
+
+def _relay_layer(graph: DeployGraph, layer) -> QuantLayer:
+    """Exact Loihi relay: identity weight 1 (e = 0), du = dv = 4095, vth = 0.
+
+    A spike gives a_in = 1, u = 64, v = 64 > 0 -> spike, v <- 0; no spike leaves u = v = 0.
+    """
+    if len(layer.connections) != 1:
+        raise ValueError(f"relay '{layer.name}' must have one connection")
+    conn = layer.connections[0]
+    if conn.source == INPUT:
+        raise ValueError(f"relay '{layer.name}' cannot relay graded input spikes")
+    convs = _float_conns(graph, layer)
+    fc, groups, origin = convs[0]
+    w = np.round(fc.weight).astype(np.int64)
+    if not np.array_equal(w, fc.weight):
+        raise ValueError(f"relay '{layer.name}' needs an identity (0/1) weight")
+    qc = QuantConnection(conn.source, fc.kind, w, 0, fc.stride, fc.padding, groups, 0, 1.0,
+                         origin)
+    zeros = np.zeros(layer.shape, dtype=np.int64)
+    return QuantLayer(layer.name, layer.shape, (qc,), 0, 4095, 4095, zeros, zeros, True, 1.0)

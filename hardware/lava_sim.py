@@ -1,0 +1,244 @@
+"""Run a ``QuantGraph`` in Lava (``Loihi2SimCfg(select_tag='fixed_pt')``), bit-accurate.
+
+Network built from stock Lava processes only:
+
+* input: ``lava.proc.io.source.RingBuffer`` sending graded payloads ``round(x * 255)``
+  (connections reading it use ``num_message_bits = 8``);
+* conv connection: ``lava.proc.conv.process.Conv`` with the weight ``m << e`` (Lava's
+  fixed_pt Conv ignores ``weight_exp``), flipped and transposed to Lava's (Co, W, H, Ci)
+  convolution layout; I/O in (W, H, C) order (= torch (C, H, W) transposed (2, 1, 0));
+* dense connection: ``lava.proc.dense.process.Dense`` with weights ``2 m``,
+  ``weight_exp = e - 1``, ``sign_mode = MIXED`` (Lava drops the LSB of mixed-sign
+  weights, so even weights are exact); a (W, H, C) source is fed through
+  ``s_out.transpose([2, 1, 0]).flatten()`` (C, H, W order, as the DeployGraph);
+* neuron layer: ``lava.proc.lif.process.LIFReset`` (fixed_pt model = PyLifResetModelBitAcc,
+  same arithmetic as LIF) with du, dv, vth, bias_mant, bias_exp; fan-in = several
+  synapse ``a_out`` ports connected to the one ``a_in`` (Lava sums them);
+* recording: ``lava.proc.io.sink.RingBuffer`` on every spiking layer's ``s_out`` and
+  ``lava.proc.io.sink.Read`` on the readout's ``v`` (sampled once per sample).
+
+Timing.  Every synapse adds one step: the layer at depth d (synapses from the input)
+handles x[t] of a sample at step t + d.  All fan-in paths of a layer must have the same
+depth (``export.latency.balance_latency``).  Samples are streamed back to back, T steps
+each, in one compiled network: a layer at depth d resets u and v at the first step of
+each of its windows (``reset_interval = T``, ``reset_offset = d + 1``), which also stops
+the bias from acting before the first input of a sample arrives.  Stale values in the
+synapse buffers only ever arrive outside a layer's window.  A batch of B samples takes
+(B + ceil(L / T)) * T steps, L = depth of the readout.  Spikes returned are aligned by
+depth, so they compare 1:1 with ``export.emulate.emulate``.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from export.graph import INPUT
+from export.quantize import QuantGraph, load_quant
+
+# Lava imports (importing lava.proc sets the multiprocessing start method to 'fork').
+from lava.magma.core.run_conditions import RunSteps
+from lava.magma.core.run_configs import Loihi2SimCfg
+from lava.proc.conv.process import Conv
+from lava.proc.dense.process import Dense
+from lava.proc.io.sink import Read
+from lava.proc.io.sink import RingBuffer as Sink
+from lava.proc.io.source import RingBuffer as Source
+from lava.proc.lif.process import LIFReset
+from lava.utils.weightutils import SignMode
+
+
+def lava_shape(shape: tuple) -> tuple:
+    """DeployGraph (C, H, W) -> Lava (W, H, C); 1-D shapes unchanged."""
+    return tuple(shape[::-1]) if len(shape) == 3 else tuple(shape)
+
+
+def to_lava(arr: np.ndarray, shape: tuple) -> np.ndarray:
+    """(..., C, H, W) -> (..., W, H, C) for 3-D neuron shapes (batch/time dims first)."""
+    if len(shape) != 3:
+        return arr
+    n = arr.ndim
+    return np.moveaxis(arr, (n - 3, n - 2, n - 1), (n - 1, n - 2, n - 3))
+
+
+def from_lava(arr: np.ndarray, shape: tuple, lead: int) -> np.ndarray:
+    """Inverse of ``to_lava`` for arrays with ``lead`` leading axes."""
+    if len(shape) != 3:
+        return arr
+    return np.moveaxis(arr, (lead, lead + 1, lead + 2), (lead + 2, lead + 1, lead))
+
+
+def conv_weight_to_lava(weight: np.ndarray) -> np.ndarray:
+    """torch cross-correlation (Co, Ci, kh, kw) -> Lava convolution (Co, kw, kh, Ci)."""
+    return np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(0, 3, 2, 1))
+
+
+class LavaRunner:
+    """A compiled Lava network for ``qgraph``; ``run`` streams batches through it.
+
+    ``chunk_samples``: samples per run segment (the source/sink buffers hold
+    ``chunk_samples * T`` steps).  ``record``: record the spikes of every layer.
+    Use as a context manager or call ``close()`` (stops Lava's worker processes).
+    """
+
+    def __init__(self, qgraph: QuantGraph, chunk_samples: int = 64, record: bool = True):
+        self.q = qgraph
+        self.T = qgraph.time_steps
+        self.depth = qgraph.depths()
+        self.L = self.depth[qgraph.output.name]
+        self.record = record
+        self.nb = max(1, int(chunk_samples)) * self.T  # buffer steps
+        self.read_off = (self.L + self.T - 1) % self.T
+        self.rb = self.nb // self.T + 2
+        self.k = 0  # global steps executed
+        self.reads = 0  # Read counter
+        self.started = False
+        self._build()
+
+    # ---- construction ---------------------------------------------------------------
+    def _build(self):
+        q = self.q
+        in_shape = lava_shape(q.input_shape)
+        self.source = Source(data=np.zeros(in_shape + (self.nb,), dtype=np.int32))
+        self.lifs, self.sinks, self.synapses = {}, {}, []
+        for layer in q.layers:
+            lshape = lava_shape(layer.shape)
+            lif = LIFReset(shape=lshape, du=layer.du, dv=layer.dv, vth=layer.vth,
+                           bias_mant=to_lava(layer.bias_mant, layer.shape).astype(np.int32),
+                           bias_exp=to_lava(layer.bias_exp, layer.shape).astype(np.int32),
+                           reset_interval=self.T,
+                           reset_offset=(self.depth[layer.name] + 1) % self.T,
+                           name=f"lif:{layer.name}")
+            self.lifs[layer.name] = lif
+            for conn in layer.connections:
+                src_shape = q.source_shape(conn.source)
+                out_port = (self.source.s_out if conn.source == INPUT
+                            else self.lifs[conn.source].s_out)
+                if conn.kind == "conv":
+                    syn = Conv(weight=conv_weight_to_lava(conn.weight << conn.weight_exp)
+                               .astype(np.int32),
+                               input_shape=lava_shape(src_shape),
+                               padding=tuple(conn.padding[::-1]),
+                               stride=tuple(conn.stride[::-1]),
+                               groups=conn.groups, num_message_bits=conn.message_bits)
+                    out_port.connect(syn.s_in)
+                else:
+                    syn = Dense(weights=(2 * conn.weight).astype(np.int32),
+                                weight_exp=conn.weight_exp - 1, num_weight_bits=8,
+                                sign_mode=SignMode.MIXED,
+                                num_message_bits=conn.message_bits)
+                    if len(src_shape) == 3:
+                        out_port.transpose([2, 1, 0]).flatten().connect(syn.s_in)
+                    else:
+                        out_port.connect(syn.s_in)
+                syn.a_out.connect(lif.a_in)
+                self.synapses.append(syn)
+            if self.record and layer.spiking:
+                sink = Sink(shape=lshape, buffer=self.nb)
+                lif.s_out.connect(sink.a_in)
+                self.sinks[layer.name] = sink
+        self.reader = Read(buffer=self.rb, interval=self.T, offset=self.read_off)
+        self.reader.connect_var(self.lifs[q.output.name].v)
+        self.cfg = Loihi2SimCfg(select_tag="fixed_pt")
+
+    # ---- running --------------------------------------------------------------------
+    def _segment(self, inputs: np.ndarray) -> tuple:
+        """Run ``len(inputs)`` steps (<= buffer) feeding ``inputs`` (n, W, H, C)."""
+        n = inputs.shape[0]
+        k0 = self.k
+        idx = (k0 + np.arange(n)) % self.nb
+        buf = np.zeros(self.source.data.shape, dtype=np.int32)
+        buf[..., idx] = np.moveaxis(inputs, 0, -1)
+        if self.started:
+            self.source.data.set(buf)
+        else:
+            self.source.data.init = buf
+        self.source.run(condition=RunSteps(num_steps=n), run_cfg=self.cfg)
+        self.started = True
+        self.k += n
+        spikes = {}
+        for name, sink in self.sinks.items():
+            data = sink.data.get()
+            spikes[name] = np.moveaxis(data[..., idx], -1, 0).astype(np.int64)
+        steps = np.arange(k0 + 1, k0 + n + 1)
+        rsteps = steps[(steps - 1) % self.T == self.read_off]
+        reads = {}
+        if len(rsteps):
+            data = self.reader.data.get()
+            for j, s in enumerate(rsteps):
+                reads[int(s)] = data[..., (self.reads + j) % self.rb].astype(np.int64)
+            self.reads += len(rsteps)
+        return spikes, reads
+
+    def run(self, x_int_seq) -> tuple:
+        """Run samples ``x_int_seq`` ``(T, B, *input_shape)`` (graded ints 0..255).
+
+        Returns ``(readout_v (B, K) int64, spikes)`` with spikes layer -> ``(T, B, *shape)``
+        aligned by depth (empty when ``record`` is False), as ``export.emulate.emulate``.
+        """
+        x = np.asarray(torch.as_tensor(x_int_seq).cpu().numpy(), dtype=np.int64)
+        T, B = x.shape[:2]
+        if T != self.T:
+            raise ValueError(f"input has {T} steps, graph expects {self.T}")
+        if self.k % T:
+            raise RuntimeError("runner is not aligned to a sample boundary")
+        K0 = self.k
+        pad = math.ceil(self.L / T)
+        total = (B + pad) * T
+        # step k (1-based, global) carries sample (k-K0-1)//T, time step (k-K0-1)%T
+        xs = to_lava(np.moveaxis(x, 0, 1).reshape((B * T,) + x.shape[2:]), self.q.input_shape)
+        feed = np.zeros((total,) + xs.shape[1:], dtype=np.int64)
+        feed[:B * T] = xs
+        rec = {name: [] for name in self.sinks}
+        reads = {}
+        done = 0
+        while done < total:
+            n = min(self.nb, total - done)
+            sp, rd = self._segment(feed[done:done + n])
+            for name, arr in sp.items():
+                rec[name].append(arr)
+            reads.update(rd)
+            done += n
+        out_v = np.stack([reads[K0 + b * T + self.L + T] for b in range(B)])
+        out_v = out_v.reshape(B, *self.q.output.shape)
+        spikes = {}
+        for name, chunks in rec.items():
+            layer = self.q.layer(name)
+            allsteps = np.concatenate(chunks, 0)  # (total, *lava_shape), global K0+1..
+            d = self.depth[name]
+            # sample b, step t at global step K0 + b*T + d + t + 1 -> index b*T + d + t
+            ix = (np.arange(B)[None, :] * T + d + np.arange(T)[:, None])  # (T, B)
+            arr = allsteps[ix]  # (T, B, *lava_shape)
+            spikes[name] = torch.as_tensor(from_lava(arr, layer.shape, 2).copy())
+        return torch.as_tensor(out_v), spikes
+
+    def close(self):
+        if self.started:
+            self.source.stop()
+            self.started = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def run_lava(qgraph: QuantGraph, x_int_seq, record: bool = True,
+             chunk_samples: int = 64) -> tuple:
+    """Build, run and stop: ``(readout_v (B, K), spikes name -> (T, B, *shape))``."""
+    runner = LavaRunner(qgraph, chunk_samples=chunk_samples, record=record)
+    try:
+        return runner.run(x_int_seq)
+    finally:
+        runner.close()
+
+
+def run_lava_from_files(quant_path, x_int_seq, record: bool = True,
+                        chunk_samples: int = 64) -> tuple:
+    """Rebuild the network from the exported QuantGraph file alone
+    (``export.quantize.save_quant``) and run it (see ``run_lava``)."""
+    return run_lava(load_quant(Path(quant_path)), x_int_seq, record, chunk_samples)
