@@ -1,0 +1,151 @@
+"""Report files: schema, valid PNGs, self-contained HTML, byte-identical re-runs."""
+import base64
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from export.graph import Connection, DeployGraph, NeuronLayer, run_float
+from hardware.energy import analyze_graph, load_profile, teacher_macs
+from hardware.report import SCHEMA, build_report, make_report, run_entry
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def tiny_graph():
+    rng = np.random.default_rng(0)
+    mk = lambda name, shape, conns, spiking=True: NeuronLayer(  # noqa: E731
+        name, shape, tuple(conns), 0.0, 0.0, 0.5, 0.4, spiking)
+    a = mk("conv1", (4, 6, 6), [Connection("input", "conv", rng.normal(size=(4, 1, 3, 3)),
+                                           (1, 1), (1, 1))])
+    b = mk("conv2", (4, 6, 6), [Connection("conv1", "conv", rng.normal(size=(4, 4, 3, 3)),
+                                           (1, 1), (1, 1)),
+                                Connection("conv1", "conv", np.eye(4)[:, :, None, None])])
+    p = mk("pool", (4, 3, 3), [Connection("conv2", "avgpool", kernel=(2, 2))])
+    out = mk("fc", (3,), [Connection("pool", "dense", rng.normal(size=(3, 36)))], False)
+    return DeployGraph((1, 6, 6), (a, b, p, out), time_steps=4)
+
+
+def teacher():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1),
+                         nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(36, 3))
+
+
+def inputs():
+    g = torch.Generator().manual_seed(3)
+    return torch.rand(4, 6, 1, 6, 6, generator=g, dtype=torch.float64)
+
+
+def png_size(data: bytes):
+    assert data[:8] == PNG_MAGIC and data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def run(out, **kw):
+    g = tiny_graph()
+    x = inputs()
+    _, rec = run_float(g, x, record=True)
+    args = dict(teacher=teacher(), accuracy={"student": 0.9, "teacher": 0.95},
+                records={"lava": rec},
+                runs=[{"name": "baseline", "accuracy": 0.8,
+                       "energy_pj": {"cmos45nm": 2.0e4, "loihi": 9.0e4}}],
+                meta={"run": "test", "dataset": "digits"}, html=True)
+    args.update(kw)
+    return make_report(out, g, x, **args)
+
+
+def test_report_files_and_schema(tmp_path):
+    rep = run(tmp_path)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted(["report.json", "report.md", "report.html", "firing_rate.png",
+                            "ops_per_layer.png", "energy.png", "accuracy_vs_energy.png"])
+    on_disk = json.loads((tmp_path / "report.json").read_text())
+    assert on_disk == json.loads(json.dumps(rep))
+    assert on_disk["schema"] == SCHEMA == "kdsnn.report/1"
+    for key in ("title", "meta", "profile_order", "student", "teacher", "accuracy", "energy",
+                "runs", "files"):
+        assert key in on_disk
+    assert [s["label"] for s in on_disk["student"]] == ["float", "lava"]
+    fl = on_disk["student"][0]
+    assert [l["name"] for l in fl["layers"]] == ["conv1", "conv2", "pool", "fc"]
+    for key in ("neurons", "spikes", "spikes_per_step", "firing_rate", "synops_in", "macs_in",
+                "neuron_updates", "synops_by_source"):
+        assert key in fl["layers"][0]
+    assert fl["totals"]["macs"] == fl["layers"][0]["macs_in"] > 0
+    assert on_disk["teacher"]["macs"] == sum(teacher_macs(teacher(), (1, 6, 6)).values())
+    assert on_disk["profile_order"] == ["cmos45nm", "loihi"]
+    for prof in ("cmos45nm", "loihi"):
+        blk = on_disk["energy"][prof]
+        assert blk["profile"]["source"] == load_profile(prof).source
+        assert blk["teacher"]["total_pj"] == pytest.approx(
+            on_disk["teacher"]["macs"] * load_profile(prof).e_mac_pj)
+        st = blk["student"][0]
+        assert st["teacher_over_student"] == pytest.approx(
+            blk["teacher"]["total_pj"] / st["total_pj"])
+    assert on_disk["files"]["plots"] == ["firing_rate.png", "ops_per_layer.png", "energy.png",
+                                         "accuracy_vs_energy.png"]
+    md = (tmp_path / "report.md").read_text()
+    assert "| conv2 |" in md and "Teacher MACs per layer" in md and "| loihi |" in md
+    assert "Spike records side by side" in md
+    for name in on_disk["files"]["plots"]:
+        w, h = png_size((tmp_path / name).read_bytes())
+        assert w > 100 and h > 100
+
+
+def test_pngs_decode_and_html_self_contained(tmp_path):
+    import matplotlib.image as mpimg
+    rep = run(tmp_path)
+    for name in rep["files"]["plots"]:
+        img = mpimg.imread(tmp_path / name)
+        assert img.ndim == 3 and img.shape[0] > 100
+    page = (tmp_path / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert not re.search(r"(src|href)\s*=\s*[\"'](?!data:)", page)  # nothing external
+    assert "http://" not in page and "https://" not in page
+    srcs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(srcs) == len(rep["files"]["plots"])
+    for name, b64 in zip(rep["files"]["plots"], srcs):
+        assert base64.b64decode(b64) == (tmp_path / name).read_bytes()
+    assert "<table>" in page and "conv2" in page
+
+
+def test_byte_identical_rerun(tmp_path):
+    run(tmp_path / "a")
+    run(tmp_path / "b")
+    run(tmp_path / "a")  # overwrite in place
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "b").iterdir())
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert not [p for p in (tmp_path / "a").iterdir() if p.name.startswith(".")]  # no temp files
+    for name in files:
+        if name.endswith(".png"):
+            data = (tmp_path / "a" / name).read_bytes()
+            assert b"Software" not in data and b"tIME" not in data
+
+
+def test_minimal_report_and_stale_files(tmp_path):
+    run(tmp_path)
+    g = tiny_graph()
+    stats = analyze_graph(g, inputs())
+    rep = build_report(tmp_path, stats, profiles=["cmos45nm"])
+    assert rep["teacher"] is None and rep["accuracy"] == {} and rep["files"]["html"] is None
+    assert rep["energy"]["cmos45nm"]["student"][0]["teacher_over_student"] is None
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["energy.png", "firing_rate.png", "ops_per_layer.png", "report.json",
+                     "report.md"]
+
+
+def test_run_entry_and_validation(tmp_path, tmp_path_factory):
+    rep = run(tmp_path)
+    entry = run_entry(json.loads((tmp_path / "report.json").read_text()), "kd-T4")
+    assert entry["accuracy"] == 0.9
+    assert entry["energy_pj"]["loihi"] == rep["energy"]["loihi"]["student"][0]["total_pj"]
+    with pytest.raises(ValueError):
+        run_entry({"schema": "other/1"}, "x")
+    with pytest.raises(ValueError, match="fraction"):
+        run(tmp_path_factory.mktemp("bad"), accuracy={"student": 93.0})
