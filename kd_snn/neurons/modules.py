@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from . import functional as F
+from .fused import cuba_multistep_fused
 from .surrogate import get_surrogate
 
 Param = Union[float, Sequence[float], torch.Tensor]
@@ -24,12 +25,19 @@ class CubaLIF(nn.Module):
 
     ``alpha``/``beta``/``threshold`` are shared scalars unless ``shape`` is given,
     in which case they become per-neuron arrays of that shape (what export uses).
+    ``backend="fused"`` (default) runs ``kd_snn.neurons.fused`` (one fused loop over T,
+    bit-identical spikes, gradients equal to the reference); ``"reference"`` runs the
+    step-by-step ``functional.cuba_multistep``.
     """
 
     def __init__(self, alpha: Param = 0.0, beta: Param = 0.5, threshold: Param = 1.0,
                  shape: Optional[Sequence[int]] = None, surrogate: str = "atan",
-                 width: float = 1.0, bias: Optional[torch.Tensor] = None):
+                 width: float = 1.0, bias: Optional[torch.Tensor] = None,
+                 backend: str = "fused"):
         super().__init__()
+        if backend not in ("fused", "reference"):
+            raise ValueError(f"backend must be 'fused' or 'reference', got '{backend}'")
+        self.backend = backend
         self.register_buffer("alpha", _as_buffer(alpha, shape))
         self.register_buffer("beta", _as_buffer(beta, shape))
         self.register_buffer("threshold", _as_buffer(threshold, shape))
@@ -50,6 +58,9 @@ class CubaLIF(nn.Module):
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         alpha = 0.0 if self.is_plain_lif else self.alpha
+        if self.backend == "fused":
+            return cuba_multistep_fused(x_seq, alpha, self.beta, self.threshold, self.bias,
+                                        self.surrogate, self.width)
         spikes, _ = F.cuba_multistep(x_seq, alpha, self.beta, self.threshold, self.bias,
                                      self.spike_fn)
         return spikes
