@@ -1,0 +1,216 @@
+"""``export.emulate`` against Lava's own fixed_pt ProcessModels, bit for bit.
+
+Unit level: random integer inputs through Lava's LIF, Dense and Conv processes (negative
+weights, both exponent signs, bias, 24-bit wrap of u / Conv output, v saturation).
+Graph level: hand-built random DeployGraphs (sequential conv/dense, and residual with
+fan-in balanced by relays), quantized, emulated and run in Lava: spikes equal at every
+layer and step, readout v equal.
+"""
+import numpy as np
+import pytest
+import torch
+
+from lava.magma.core.run_conditions import RunSteps
+from lava.magma.core.run_configs import Loihi2SimCfg
+from lava.proc.conv.process import Conv
+from lava.proc.dense.process import Dense
+from lava.proc.io.sink import RingBuffer as Sink
+from lava.proc.io.source import RingBuffer as Source
+from lava.proc.lif.process import LIF
+from lava.proc.monitor.process import Monitor
+from lava.utils.weightutils import SignMode
+
+from export.emulate import emulate, lif_step, synapse
+from export.graph import Connection, DeployGraph, NeuronLayer, run_float
+from export.latency import balance_latency, is_balanced
+from export.quantize import QuantConnection, encode_input, quantize
+from hardware.lava_sim import LavaRunner, conv_weight_to_lava, from_lava, to_lava
+
+CFG = Loihi2SimCfg(select_tag="fixed_pt")
+
+
+def _run(proc, steps):
+    try:
+        proc.run(condition=RunSteps(num_steps=steps), run_cfg=CFG)
+        return True
+    except Exception:
+        proc.stop()
+        raise
+
+
+# ---------------------------------------------------------------------------------------
+# unit level
+# ---------------------------------------------------------------------------------------
+def test_lif_bit_exact_with_wrap_saturation_bias():
+    rng = np.random.default_rng(1)
+    n, steps = 24, 12
+    # large inputs: a_in << 6 exceeds 2**23 (u wraps, even past one period), v saturates
+    a_in = rng.integers(-300_000, 300_000, size=(n, steps)).astype(np.int32)
+    a_in[:8] = rng.integers(-40, 60, size=(8, steps))  # small ones spike normally
+    du, dv, vth = 1500, 300, 25
+    bias_mant = rng.integers(-4095, 4096, size=n)
+    bias_exp = rng.integers(0, 8, size=n)
+    src = Source(data=a_in)
+    lif = LIF(shape=(n,), du=du, dv=dv, vth=vth, bias_mant=bias_mant, bias_exp=bias_exp)
+    src.s_out.connect(lif.a_in)
+    mons = {k: Monitor() for k in ("u", "v", "s_out")}
+    mons["u"].probe(lif.u, steps)
+    mons["v"].probe(lif.v, steps)
+    mons["s_out"].probe(lif.s_out, steps)
+    _run(lif, steps)
+    try:
+        got = {k: m.get_data()[lif.name][k].astype(np.int64) for k, m in mons.items()}
+    finally:
+        lif.stop()
+    u = torch.zeros(n, dtype=torch.int64)
+    v = torch.zeros(n, dtype=torch.int64)
+    bias = torch.as_tensor(np.left_shift(bias_mant, bias_exp))
+    exp_u, exp_v, exp_s = [], [], []
+    for t in range(steps):  # source -> LIF has no synapse: no latency
+        s, u, v, _, _ = lif_step(torch.as_tensor(a_in[:, t], dtype=torch.int64), u, v,
+                                 du, dv, bias, vth)
+        exp_u.append(u.numpy())
+        exp_v.append(v.numpy())
+        exp_s.append(s.numpy().astype(np.int64))
+    np.testing.assert_array_equal(got["u"], np.stack(exp_u))
+    np.testing.assert_array_equal(got["v"], np.stack(exp_v))
+    np.testing.assert_array_equal(got["s_out"], np.stack(exp_s))
+    assert np.abs(got["u"]).max() > 2 ** 22 and np.stack(exp_s).sum() > 0
+    assert (np.abs(got["v"]) == 2 ** 23 - 1).any(), "saturation not exercised"
+
+
+def _synapse_run(proc_in_port_owner, syn, data, out_shape, steps):
+    src = Source(data=data)
+    src.s_out.connect(syn.s_in)
+    sink = Sink(shape=out_shape, buffer=steps)
+    syn.a_out.connect(sink.a_in)
+    _run(src, steps)
+    try:
+        return sink.data.get().astype(np.int64)
+    finally:
+        src.stop()
+
+
+@pytest.mark.parametrize("exp,graded", [(-3, False), (0, True), (2, False), (-1, True)])
+def test_dense_bit_exact(exp, graded):
+    rng = np.random.default_rng(10 + exp)
+    n_in, n_out, steps = 40, 7, 6
+    m = rng.integers(-128, 128, size=(n_out, n_in))
+    m[0] = -np.abs(m[0])  # an all-inhibitory row, a -128 and a 127
+    m[1, 0], m[1, 1] = -128, 127
+    if graded:
+        x = rng.integers(0, 256, size=(steps, n_in))
+    else:
+        x = (rng.random((steps, n_in)) < 0.5).astype(np.int64)
+    conn = QuantConnection("input" if graded else "a", "dense", m, exp,
+                           message_bits=8 if graded else 0)
+    syn = Dense(weights=(2 * m).astype(np.int32), weight_exp=exp - 1, num_weight_bits=8,
+                sign_mode=SignMode.MIXED, num_message_bits=8 if graded else 0)
+    got = _synapse_run(None, syn, x.T.astype(np.int32), (n_out,), steps)  # (n_out, steps)
+    exp_out = synapse(conn, torch.as_tensor(x)).numpy()  # (steps, n_out)
+    # Dense sends at step t+1 what it received at step t
+    np.testing.assert_array_equal(got[:, 1:].T, exp_out[:-1])
+    assert (exp_out < 0).any()
+
+
+@pytest.mark.parametrize("exp,graded,stride,padding,groups",
+                         [(0, True, (1, 1), (1, 1), 1), (3, False, (2, 1), (0, 1), 1),
+                          (7, True, (1, 2), (1, 0), 1), (1, False, (1, 1), (0, 0), 3)])
+def test_conv_bit_exact(exp, graded, stride, padding, groups):
+    rng = np.random.default_rng(20 + exp)
+    ci, co, h, w, steps = 3, 6, 7, 5, 4
+    m = rng.integers(-128, 128, size=(co, ci // groups, 3, 3))
+    if graded:
+        x = rng.integers(0, 256, size=(steps, ci, h, w))
+    else:
+        x = (rng.random((steps, ci, h, w)) < 0.5).astype(np.int64)
+    conn = QuantConnection("input" if graded else "a", "conv", m, exp, stride, padding,
+                           groups, message_bits=8 if graded else 0)
+    exp_out = synapse(conn, torch.as_tensor(x)).numpy()  # (steps, co, oh, ow)
+    out_shape = exp_out.shape[1:]
+    syn = Conv(weight=conv_weight_to_lava(m << exp).astype(np.int32),
+               input_shape=(w, h, ci), padding=padding[::-1], stride=stride[::-1],
+               groups=groups, num_message_bits=8 if graded else 0)
+    data = np.moveaxis(to_lava(x, (ci, h, w)), 0, -1).astype(np.int32)  # (W, H, C, steps)
+    got = _synapse_run(None, syn, data, (out_shape[2], out_shape[1], out_shape[0]), steps)
+    got = from_lava(np.moveaxis(got, -1, 0), out_shape, 1)  # (steps, co, oh, ow)
+    np.testing.assert_array_equal(got[1:], exp_out[:-1])
+    if exp == 7:
+        raw = torch.nn.functional.conv2d(torch.as_tensor(x, dtype=torch.float64),
+                                         torch.as_tensor(m << exp, dtype=torch.float64),
+                                         stride=stride, padding=padding)
+        assert raw.abs().max() > 2 ** 23, "24-bit wrap not exercised"
+
+
+# ---------------------------------------------------------------------------------------
+# graph level
+# ---------------------------------------------------------------------------------------
+def sequential_graph(seed=0, T=4):
+    rng = np.random.default_rng(seed)
+    c1 = Connection("input", "conv", rng.normal(0, 0.5, (4, 2, 3, 3)), (1, 1), (1, 1))
+    l1 = NeuronLayer("c1", (4, 6, 5), (c1,), rng.normal(0, 0.1, (4, 6, 5)), 0.0, 0.8, 1.0)
+    c2 = Connection("c1", "conv", rng.normal(0, 0.4, (3, 4, 3, 3)), (2, 1), (0, 1))
+    l2 = NeuronLayer("c2", (3, 2, 5), (c2,), 0.05, 0.5, 0.9, 1.0)
+    c3 = Connection("c2", "dense", rng.normal(0, 0.4, (8, 30)))
+    l3 = NeuronLayer("d1", (8,), (c3,), rng.normal(0, 0.1, 8), 0.0, 0.7, 0.6)
+    c4 = Connection("d1", "dense", rng.normal(0, 0.5, (5, 8)))
+    l4 = NeuronLayer("fc", (5,), (c4,), rng.normal(0, 0.1, 5), 0.0, 1.0, 1.0, spiking=False)
+    return DeployGraph((2, 6, 5), (l1, l2, l3, l4), T)
+
+
+def residual_graph(seed=0, T=4):
+    rng = np.random.default_rng(seed)
+    c1 = Connection("input", "conv", rng.normal(0, 0.6, (4, 2, 3, 3)), (1, 1), (1, 1))
+    l1 = NeuronLayer("stem", (4, 6, 6), (c1,), 0.0, 0.0, 0.5, 1.0)
+    c2 = Connection("stem", "conv", rng.normal(0, 0.5, (4, 4, 3, 3)), (1, 1), (1, 1))
+    l2 = NeuronLayer("b.lif1", (4, 6, 6), (c2,), rng.normal(0, 0.1, (4, 1, 1)), 0.0, 0.5, 1.0)
+    c3 = Connection("b.lif1", "conv", rng.normal(0, 0.5, (4, 4, 3, 3)), (1, 1), (1, 1))
+    short = Connection("stem", "conv", np.eye(4)[:, :, None, None])
+    l3 = NeuronLayer("b.lif2", (4, 6, 6), (c3, short), 0.0, 0.0, 0.5, 1.0)
+    pool = Connection("b.lif2", "avgpool", kernel=(2, 2))
+    l4 = NeuronLayer("pool", (4, 3, 3), (pool,), 0.0, 0.0, 0.0, 0.2)
+    c5 = Connection("pool", "dense", rng.normal(0, 0.4, (6, 36)))
+    l5 = NeuronLayer("fc", (6,), (c5,), rng.normal(0, 0.1, 6), 0.0, 1.0, 1.0, spiking=False)
+    return DeployGraph((2, 6, 6), (l1, l2, l3, l4, l5), T)
+
+
+def _check_graph(graph, seed, n_samples=6, chunk=4):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(graph.time_steps, n_samples, *graph.input_shape, generator=g,
+                   dtype=torch.float64)
+    q = quantize(graph, x)
+    xi = encode_input(x)
+    v_emu, s_emu = emulate(q, xi)
+    with LavaRunner(q, chunk_samples=chunk) as runner:  # several segments + batch padding
+        v_lava, s_lava = runner.run(xi)
+    assert set(s_emu) == set(s_lava)
+    for name in s_emu:
+        assert torch.equal(s_emu[name], s_lava[name]), f"spikes differ in layer {name}"
+    assert torch.equal(v_emu, v_lava)
+    assert sum(int(s.sum()) for s in s_emu.values()) > 0
+    # quantization keeps float spikes mostly
+    _, s_float = run_float(graph, x, record=True)
+    agree = {n: float((s_emu[n].double() == s_float[n]).double().mean()) for n in s_float}
+    assert min(agree.values()) > 0.9, agree
+    return q, agree
+
+
+def test_sequential_graph_emulate_equals_lava():
+    _check_graph(sequential_graph(3), seed=3)
+
+
+def test_residual_graph_balanced_emulate_equals_lava():
+    graph = residual_graph(5)
+    assert not is_balanced(graph)
+    bal = balance_latency(graph)
+    assert is_balanced(bal) and bal.metadata["relays"] == ["stem.relay1"]
+    x = torch.rand(4, 3, 2, 6, 6, dtype=torch.float64)
+    # relays are an exact identity in synchronous execution
+    lo, so = run_float(graph, x, record=True)
+    lb, sb = run_float(bal, x, record=True)
+    assert torch.equal(lo, lb) and all(torch.equal(so[k], sb[k]) for k in so)
+    q, _ = _check_graph(bal, seed=5)
+    relay = q.layer("stem.relay1")
+    assert (relay.vth, relay.du, relay.dv) == (0, 4095, 4095)
+    assert q.depths() == {"stem": 1, "b.lif1": 2, "stem.relay1": 2, "b.lif2": 3,
+                          "pool": 4, "fc": 5}
