@@ -80,16 +80,19 @@ def fanout_map(conn: Connection, source_shape: Sequence[int], fanout: str = "non
     if conn.kind == "conv":
         w = torch.as_tensor(conn.weight, dtype=torch.float64)
         mask = (w != 0).to(torch.float64) if fanout == "nonzero" else torch.ones_like(w)
-        co, ci, kh, kw = w.shape
+        co, _, kh, kw = w.shape
+        groups = int(getattr(conn, "groups", 1))  # QuantConnection: pools become grouped convs
         _, h, wd = source_shape
         _, oh, ow = out_shape
         ones = torch.ones(1, co, oh, ow, dtype=torch.float64)
-        # transposed conv size: (o-1)*s - 2p + k; the rows a strided conv never reaches
+        # conv_transpose2d reads a (C_out, C_in/groups, kh, kw) weight exactly as conv2d
+        # stores it, so the transposed conv of ones sends each output's synapses back.
+        # Transposed conv size: (o-1)*s - 2p + k; the rows a strided conv never reaches
         # (the remainder of the floor division) are restored by output_padding (< stride).
         base_h = (oh - 1) * conn.stride[0] - 2 * conn.padding[0] + kh
         base_w = (ow - 1) * conn.stride[1] - 2 * conn.padding[1] + kw
         fmap = tF.conv_transpose2d(ones, mask, stride=conn.stride, padding=conn.padding,
-                                   output_padding=(h - base_h, wd - base_w))
+                                   output_padding=(h - base_h, wd - base_w), groups=groups)
         return fmap[0].round().to(torch.int64).numpy()
     # avgpool / sumpool: windows of size kernel, stride kernel, no padding
     kh, kw = conn.kernel
@@ -256,7 +259,10 @@ def _input_is_analog(graph: DeployGraph, input_mode: str) -> bool:
     _check_mode(input_mode, INPUT_MODES, "input_mode")
     if input_mode != "auto":
         return input_mode == "macs"
-    enc = str(graph.encoding).lower()
+    enc = getattr(graph, "encoding", None)
+    if enc is None:  # QuantGraph: the input arrives as graded (8-bit) real-valued messages
+        return True
+    enc = str(enc).lower()
     if enc in ANALOG_ENCODINGS:
         return True
     if enc in SPIKING_ENCODINGS:
@@ -272,7 +278,7 @@ def _check_record(name: str, rec: torch.Tensor, shape: tuple, T: int, N: int) ->
                          f"{want} (T, B, *shape), time-major and latency-aligned")
 
 
-def analyze_graph(graph: DeployGraph, x_seq: Optional[ArrayLike] = None, *,
+def analyze_graph(graph, x_seq: Optional[ArrayLike] = None, *,
                   spikes: Optional[Mapping[str, ArrayLike]] = None, batch_size: int = 64,
                   source: Optional[str] = None, fanout: str = "nonzero",
                   events: str = "nonzero", input_mode: str = "auto") -> GraphStats:
@@ -283,7 +289,10 @@ def analyze_graph(graph: DeployGraph, x_seq: Optional[ArrayLike] = None, *,
     ``(T, N, *shape)``, e.g. a latency-aligned Lava run; set ``source="lava"``), so both
     can be compared side by side.  With precomputed spikes ``x_seq`` is only needed when
     the input is spiking (``poisson``/``frames``) and ``spikes`` has no ``"input"`` entry.
-    Non-spiking layers (the readout) need no record.
+    Non-spiking layers (the readout) need no record.  ``graph`` may also be the
+    ``export.quantize.QuantGraph`` a Lava run used (records required): its integer weights
+    give the deployed non-zero synapses (weights quantized to 0 drop out), its relay layers
+    are counted, pools are grouped convs (same fan-out), and its graded input counts MACs.
 
     ``input_mode``: ``"auto"`` (from ``graph.encoding``: direct -> MACs, poisson/frames ->
     SynOps), ``"macs"`` or ``"synops"``.  ``fanout``/``events``: see the module docstring.
@@ -295,6 +304,9 @@ def analyze_graph(graph: DeployGraph, x_seq: Optional[ArrayLike] = None, *,
     analog_input = _input_is_analog(graph, input_mode)
     if x_seq is None and spikes is None:
         raise ValueError("analyze_graph needs x_seq or precomputed spikes")
+    if spikes is None and not isinstance(graph, DeployGraph):
+        raise KdsnnError("only a DeployGraph can be run here; pass the spike records of "
+                         f"this {type(graph).__name__} (e.g. from hardware.lava_sim.run_lava)")
     if source is None:
         source = "float" if spikes is None else "records"
     x = None if x_seq is None else _as_tensor(x_seq)

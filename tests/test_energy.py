@@ -359,3 +359,38 @@ def test_energy_hand_computed():
     assert te["macs"] == 1010 and te["total_pj"] == pytest.approx(1010 * 4.6)
     assert teacher_energy(1010, "cmos45nm")["total_pj"] == te["total_pj"]
     assert energy_ratio(cmos, te) == pytest.approx(1010 * 4.6 / cmos["total_pj"])
+
+
+def test_grouped_conv_fanout_matches_brute_force():
+    rng = np.random.default_rng(4)
+    w = rng.normal(size=(6, 2, 3, 3))  # groups=2: 4 input channels
+    w[0, 1] = 0.0
+
+    class GroupedConn:  # duck-typed like export.quantize.QuantConnection
+        kind, stride, padding, groups, weight = "conv", (2, 2), (1, 1), 2, w
+
+        def out_shape(self, s):
+            return (6, (s[1] + 2 - 3) // 2 + 1, (s[2] + 2 - 3) // 2 + 1)
+
+    fan = fanout_map(GroupedConn(), (4, 7, 6))
+    want = np.zeros((4, 7, 6), dtype=np.int64)
+    for g in range(2):  # group g: outputs 3g..3g+2 read inputs 2g..2g+1
+        want[2 * g:2 * g + 2] = brute_conv_fanout(w[3 * g:3 * g + 3], (2, 7, 6), (2, 2), (1, 1))
+    np.testing.assert_array_equal(fan, want)
+
+
+def test_quantized_graph_with_records():
+    from export.quantize import quantize
+    g = residual_graph()
+    torch.manual_seed(5)
+    x = torch.rand(3, 4, 2, 6, 6, dtype=torch.float64)
+    q = quantize(g, x)
+    _, rec = run_float(g, x, record=True)  # stand-in for aligned Lava spikes
+    ref = analyze_graph(g, x, fanout="all")
+    got = analyze_graph(q, spikes=rec, x_seq=x, source="lava", fanout="all")
+    assert got.input_mode == "macs"
+    for s0, s1 in zip(ref, got):
+        assert (s0.name, s0.spikes, s0.synops_in, s0.macs_in) == \
+            (s1.name, s1.spikes, s1.synops_in, s1.macs_in)
+    with pytest.raises(KdsnnError, match="spike records"):
+        analyze_graph(q, x)
