@@ -92,6 +92,13 @@ FORMAT = "kdsnn-nir/1"
 _PARAMS = ("alpha", "beta", "threshold", "bias")
 
 
+def _chmod_default(path: str) -> None:
+    """mkstemp creates 0600 files; give the final file the usual umask-based mode."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def _version() -> str:
     try:
         from importlib.metadata import version
@@ -297,6 +304,7 @@ def write_nir(graph: Union[DeployGraph, nir.NIRGraph], path, dt: float = DT) -> 
     os.close(fd)
     try:
         nir.write(tmp, g)
+        _chmod_default(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
