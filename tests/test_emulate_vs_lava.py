@@ -214,3 +214,21 @@ def test_residual_graph_balanced_emulate_equals_lava():
     assert (relay.vth, relay.du, relay.dv) == (0, 4095, 4095)
     assert q.depths() == {"stem": 1, "b.lif1": 2, "stem.relay1": 2, "b.lif2": 3,
                           "pool": 4, "fc": 5}
+
+
+def test_run_lava_from_files_matches_emulate(tmp_path):
+    from export.quantize import save_quant
+    from hardware.lava_sim import run_lava_from_files
+    graph = balance_latency(residual_graph(8))
+    x = torch.rand(graph.time_steps, 5, *graph.input_shape, dtype=torch.float64,
+                   generator=torch.Generator().manual_seed(8))
+    q = quantize(graph, x)
+    path = tmp_path / "student.quant.npz"
+    save_quant(path, q)
+    del q
+    xi = encode_input(x)
+    v_lava, s_lava = run_lava_from_files(path, xi, record=True)
+    from export.quantize import load_quant
+    v_emu, s_emu = emulate(load_quant(path), xi)
+    assert torch.equal(v_emu, v_lava)
+    assert all(torch.equal(s_emu[k], s_lava[k]) for k in s_emu)
