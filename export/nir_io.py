@@ -64,7 +64,10 @@ is such an Euler step with ``alpha = 1 - dt/tau_syn`` and ``beta = 1 - dt/tau_me
 * Average pooling is ``SumPool2d`` + ``Scale(1/(kh*kw))``.  Neither importer maps
   ``Scale`` (snntorch/nirtorch raise "Unknown node type", norse returns no module), so
   graphs with average pooling or a fan-in readout are not importable by them (exact NIR).
-* Residual fan-in is several edges into the same neuron node (NIR sums them).
+* Residual fan-in is several edges into the same neuron node (NIR sums them).  snntorch
+  (``nirtorch.nir_to_torch``) sums them in topological order: exact.  norse's ``from_nir``
+  runs nirtorch's deprecated ``GraphExecutor`` in DFS pre-order, so in a diamond one branch
+  is read one step late: norse is exact on sequential graphs only.
 
 Every neuron node (and the ``Output`` node of a readout) carries ``kdsnn_*`` metadata with
 the exact float64 kdsnn parameters, so ``nir_to_graph`` restores them bit-exactly; it
