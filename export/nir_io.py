@@ -139,7 +139,7 @@ def _channel_bias(bias: np.ndarray):
     return None
 
 
-def _bias_slot(layer: NeuronLayer, shapes: dict):
+def _bias_slot(layer: NeuronLayer):
     """Index of the first connection that can carry ``layer.bias`` exactly, or None."""
     for j, conn in enumerate(layer.connections):
         if conn.kind == "dense":
@@ -245,7 +245,7 @@ def graph_to_nir(graph: DeployGraph, dt: float = DT) -> nir.NIRGraph:
         if layer.spiking and not np.all(layer.alpha == 0):
             slot = None  # CubaLIF: bias goes to v_leak
         else:
-            slot = _bias_slot(layer, shapes) if needs_bias else None
+            slot = _bias_slot(layer) if needs_bias else None
         if not layer.spiking and needs_bias and slot is None:
             raise KdsnnError(f"NIR export: readout '{layer.name}' has a bias that no "
                              "incoming connection can carry")
@@ -453,7 +453,7 @@ def nir_to_graph(source: Union[nir.NIRGraph, str, os.PathLike]) -> DeployGraph:
     # topological order of neuron nodes
     neuron_keys = [k for k, n in g.nodes.items() if isinstance(n, _NEURONS)]
 
-    def upstream_neurons(key, seen=None):
+    def upstream_neurons(key):
         res = []
         for p in preds[key]:
             if p == in_node:
