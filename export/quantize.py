@@ -487,7 +487,7 @@ def _quantize_layer(graph, layer, s: float, exp_range, conv_exp_min, dense_exp_r
 
 
 def _scale_bounds(graph, layer, st: dict, headroom: float, exp_hi: int,
-                  bias_exp_min: int) -> dict:
+                  dense_exp_hi: int) -> dict:
     """Upper bounds on s from each field (the minimum wins)."""
     lim = headroom * UV_LIMIT / 64.0  # in synaptic units
     b = {}
@@ -500,14 +500,13 @@ def _scale_bounds(graph, layer, st: dict, headroom: float, exp_hi: int,
         peak = max(st["x"], st["cum"])
     if peak > 0:
         b["overflow"] = lim / peak
-    wmax = 0.0
     for conn, _, _ in _float_conns(graph, layer):
         w = float(np.abs(conn.weight).max()) if conn.weight.size else 0.0
         if conn.source == INPUT:
             w /= INPUT_LEVELS
-        wmax = max(wmax, w)
-    if wmax > 0:
-        b["weights"] = MANT_MAX * 2.0 ** exp_hi / wmax
+        hi = exp_hi if conn.kind == "conv" else dense_exp_hi
+        if w > 0:
+            b["weights"] = min(b.get("weights", math.inf), MANT_MAX * 2.0 ** hi / w)
     bmax = float(np.abs(layer.bias).max())
     if bmax > 0:
         b["bias"] = BIAS_MANT_MAX * 2.0 ** BIAS_EXP_MAX / (64.0 * bmax)
@@ -536,7 +535,7 @@ def quantize(graph: DeployGraph, calib_x: Optional[torch.Tensor] = None, *,
         if layer.name in relays:
             continue
         bd = _scale_bounds(graph, layer, stats[layer.name], headroom, weight_exp_range[1],
-                           bias_exp_min)
+                           (dense_exp_range or weight_exp_range)[1])
         bounds[layer.name] = bd
         scales[layer.name] = min(bd.values()) if bd else 1.0
     halvings = {name: 0 for name in scales}

@@ -242,3 +242,55 @@ def run_lava_from_files(quant_path, x_int_seq, record: bool = True,
     """Rebuild the network from the exported QuantGraph file alone
     (``export.quantize.save_quant``) and run it (see ``run_lava``)."""
     return run_lava(load_quant(Path(quant_path)), x_int_seq, record, chunk_samples)
+
+
+def run_netx(net_path, x_int_seq, record: bool = True, out_shapes: Optional[list] = None):
+    """Run a netx HDF5 network (``export.netx.write_netx``) on graded input
+    ``(T, B, *input_shape)`` in fixed_pt and return ``(readout_v (B, K), spikes)`` aligned
+    by depth like ``LavaRunner.run``; spikes are keyed by netx block index (1-based,
+    counting neuron blocks) as ``"layer{i}"`` in (C, H, W) / (N,) order.
+
+    Samples stream back to back with ``reset_interval = T`` (netx's LIFReset); the whole
+    batch is one compiled run of (B + ceil(L / T)) * T steps.
+    """
+    from lava.lib.dl.netx.hdf5 import Network
+    x = np.asarray(torch.as_tensor(x_int_seq).cpu().numpy(), dtype=np.int64)
+    T, B = x.shape[:2]
+    net = Network(net_config=str(net_path), input_message_bits=8, reset_interval=T,
+                  reset_offset=1)
+    L = len(net.layers)
+    total = (B + math.ceil(L / T)) * T
+    xs = np.moveaxis(x, 0, 1).reshape((B * T,) + x.shape[2:])
+    xs = to_lava(xs, x.shape[2:])
+    data = np.zeros(xs.shape[1:] + (total,), dtype=np.int32)
+    data[..., :B * T] = np.moveaxis(xs, 0, -1)
+    source = Source(data=data)
+    source.s_out.connect(net.inp)
+    sinks = []
+    if record:
+        for blk in net.layers[:-1]:
+            sink = Sink(shape=blk.out.shape, buffer=total)
+            blk.out.connect(sink.a_in)
+            sinks.append(sink)
+    read_off = (L + T - 1) % T
+    n_reads = sum(1 for k in range(1, total + 1) if (k - 1) % T == read_off)
+    reader = Read(buffer=n_reads + 1, interval=T, offset=read_off)
+    reader.connect_var(net.layers[-1].neuron.v)
+    try:
+        source.run(condition=RunSteps(num_steps=total), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+        reads = reader.data.get().astype(np.int64)
+        rec = [s.data.get().astype(np.int64) for s in sinks]
+    finally:
+        source.stop()
+    read_steps = [k for k in range(1, total + 1) if (k - 1) % T == read_off]
+    pos = {k: j for j, k in enumerate(read_steps)}
+    out_v = np.stack([reads[..., pos[b * T + L + T]] for b in range(B)])
+    spikes = {}
+    for i, arr in enumerate(rec):
+        d = i + 1
+        ix = np.arange(B)[None, :] * T + d + np.arange(T)[:, None]
+        got = np.moveaxis(arr, -1, 0)[ix]  # (T, B, *lava_shape)
+        if got.ndim == 5:
+            got = from_lava(got, got.shape[2:][::-1], 2)
+        spikes[f"layer{d}"] = torch.as_tensor(got.copy())
+    return torch.as_tensor(out_v), spikes
