@@ -105,3 +105,15 @@ def test_event_version_generic_wrapper():
     fr, y = ev[4]
     assert fr.shape == (6, 2, 10, 10) and y == 1
     assert ev.cache_path is None
+
+
+def test_event_sets_accept_augment(tmp_path):
+    plain = build_dataset("digits_events", "train", limit=12, augment=None)
+    aug = build_dataset("digits_events", "train", limit=12, augment=True, seed=3)
+    assert not plain.augment and aug.augment
+    a0 = torch.stack([aug[i][0] for i in range(12)])
+    p0 = torch.stack([plain[i][0] for i in range(12)])
+    assert not torch.equal(a0, p0) and torch.allclose(a0.sum(), p0.sum())  # roll keeps counts
+    assert torch.equal(a0, torch.stack([aug[i][0] for i in range(12)]))
+    aug.set_epoch(1)
+    assert not torch.equal(a0, torch.stack([aug[i][0] for i in range(12)]))

@@ -31,6 +31,12 @@ def _limit(n: Optional[int], *arrays):
     return tuple(a[:n] for a in arrays)
 
 
+def _aug(opts, default: bool) -> bool:
+    """``augment`` option; None (or absent) means the data set's default."""
+    v = opts.get("augment")
+    return default if v is None else bool(v)
+
+
 def _with_spec(ds, spec: DataSpec):
     ds.spec = spec
     return ds
@@ -57,7 +63,7 @@ STATIC_OPTS = ("augment", "seed", "limit")
 def build_digits(split, root=None, download=False, **opts):
     check_opts("digits", opts, STATIC_OPTS)
     x, y = _limit(opts.get("limit"), *digits_arrays(split))
-    ds = ArrayDataset(x, y, augment=opts.get("augment", False), pad=1, flip=False,
+    ds = ArrayDataset(x, y, augment=_aug(opts, False), pad=1, flip=False,
                       seed=opts.get("seed", 0), scale=1.0)
     return _with_spec(ds, SPECS["digits"])
 
@@ -66,7 +72,7 @@ def _build_idx(name):
     def build(split, root=None, download=False, **opts):
         check_opts(name, opts, STATIC_OPTS)
         x, y = _limit(opts.get("limit"), *idx_arrays(name, split, root, download))
-        ds = ArrayDataset(x, y, augment=opts.get("augment", False), pad=2, flip=False,
+        ds = ArrayDataset(x, y, augment=_aug(opts, False), pad=2, flip=False,
                           seed=opts.get("seed", 0),
                           classes=FASHION_CLASSES if name == "fashion_mnist" else None)
         return _with_spec(ds, SPECS[name])
@@ -77,7 +83,7 @@ def _build_cifar(name):
     def build(split, root=None, download=False, **opts):
         check_opts(name, opts, STATIC_OPTS)
         x, y = _limit(opts.get("limit"), *cifar_arrays(name, split, root, download))
-        ds = ArrayDataset(x, y, augment=opts.get("augment", split == "train"), pad=4,
+        ds = ArrayDataset(x, y, augment=_aug(opts, split == "train"), pad=4,
                           flip=True, seed=opts.get("seed", 0),
                           classes=CIFAR10_CLASSES if name == "cifar10" else None)
         return _with_spec(ds, SPECS[name])
@@ -93,7 +99,8 @@ def _no_download(name, download):
 
 
 def build_nmnist(split, root=None, download=False, **opts):
-    check_opts("nmnist", opts, ("time_steps", "first_saccade_only", "limit"))
+    check_opts("nmnist", opts, ("time_steps", "first_saccade_only", "augment", "roll", "seed",
+                                "limit"))
     _no_download("nmnist", download)
     files, labels = find_nmnist(split, root)
     files, labels = _limit(opts.get("limit"), files, labels)
@@ -103,7 +110,8 @@ def build_nmnist(split, root=None, download=False, **opts):
             ev = read_nmnist(path)
             return ev[ev["t"] < 100_000]
     T = int(opts.get("time_steps") or SPECS["nmnist"].default_time_steps)
-    ds = FramedEvents(files, labels, reader, NMNIST_SENSOR, T)
+    ds = FramedEvents(files, labels, reader, NMNIST_SENSOR, T, augment=_aug(opts, False),
+                      roll=int(opts.get("roll", 2)), seed=opts.get("seed", 0), flip=False)
     return _with_spec(ds, replace(SPECS["nmnist"], default_time_steps=T))
 
 
@@ -120,7 +128,7 @@ def build_cifar10dvs(split, root=None, download=False, **opts):
     roll = opts.get("roll", int(round(5 * hw[1] / 48)))
     cutout = opts.get("cutout", hw[1] // 4)
     ds = FramedEvents(files, labels, read_cifar10dvs, CIFAR10DVS_SENSOR, T, size=hw,
-                      augment=opts.get("augment", split == "train"), roll=roll, cutout=cutout,
+                      augment=_aug(opts, split == "train"), roll=roll, cutout=cutout,
                       seed=opts.get("seed", 0), classes=CIFAR10DVS_CLASSES)
     return _with_spec(ds, replace(SPECS["cifar10dvs"], image_size=hw, default_time_steps=T))
 
@@ -128,7 +136,7 @@ def build_cifar10dvs(split, root=None, download=False, **opts):
 # --------------------------------------------------------------------------- event versions
 
 EVENT_OPTS = ("time_steps", "amplitude", "steps_per_saccade", "threshold", "eps", "cache",
-              "cache_dir", "limit")
+              "cache_dir", "limit", "augment", "roll", "seed")
 
 
 def event_cache_dir(root: Optional[str], explicit=None) -> Path:
@@ -154,8 +162,9 @@ def _build_events(name, static_name):
         gen = {k: opts[k] for k in ("amplitude", "steps_per_saccade", "threshold", "eps")
                if opts.get(k) is not None}
         cdir = event_cache_dir(root, opts.get("cache_dir")) if opts.get("cache", True) else None
-        ds = EventVersion(base, time_steps=T, cache_dir=cdir,
-                          cache_key=f"{name}-{split}", **gen)
+        ds = EventVersion(base, time_steps=T, cache_dir=cdir, cache_key=f"{name}-{split}",
+                          augment=_aug(opts, False), roll=int(opts.get("roll", 2)),
+                          seed=opts.get("seed", 0), **gen)
         return _with_spec(ds, replace(SPECS[name], image_size=ds.image_size,
                                       default_time_steps=T))
     return build

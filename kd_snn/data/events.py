@@ -65,7 +65,7 @@ class FramedEvents(EpochMixin, Dataset):
     """A list of event recordings (loaded lazily by ``reader(path)``) framed to
     ``(T, 2, H, W)`` float32, optionally resized (``size``) and augmented.
 
-    Augmentation (train): random horizontal flip, random roll by up to ``roll`` pixels in x and
+    Augmentation (train): random horizontal flip (if ``flip``), random roll by up to ``roll`` pixels in x and
     y, and a Cutout square of side ``cutout`` (probability 0.5), all drawn from a generator
     seeded by (seed, epoch, index).
     """
@@ -73,7 +73,8 @@ class FramedEvents(EpochMixin, Dataset):
     def __init__(self, files: Sequence, labels: Sequence[int], reader: Callable,
                  sensor_size: Tuple[int, int, int], time_steps: int,
                  size: Optional[Tuple[int, int]] = None, augment: bool = False, roll: int = 0,
-                 cutout: int = 0, seed: int = 0, classes: Optional[Sequence[str]] = None):
+                 cutout: int = 0, seed: int = 0, classes: Optional[Sequence[str]] = None,
+                 flip: bool = True):
         self.files = list(files)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.targets = self.labels
@@ -84,6 +85,7 @@ class FramedEvents(EpochMixin, Dataset):
         self.augment = bool(augment)
         self.roll = int(roll)
         self.cutout = int(cutout)
+        self.flip = bool(flip)
         self.seed = int(seed)
         self.epoch = 0
         self.classes = list(classes) if classes is not None else None
@@ -100,14 +102,14 @@ class FramedEvents(EpochMixin, Dataset):
             fr = F.interpolate(fr, size=self.size, mode="area")
         if self.augment:
             fr = augment_frames(fr, item_generator(self.seed, self.epoch, index), self.roll,
-                                self.cutout)
+                                self.cutout, self.flip)
         return fr.contiguous(), int(self.labels[index])
 
 
-def augment_frames(fr: torch.Tensor, g: torch.Generator, roll: int, cutout: int
-                   ) -> torch.Tensor:
+def augment_frames(fr: torch.Tensor, g: torch.Generator, roll: int, cutout: int,
+                   flip: bool = True) -> torch.Tensor:
     """Flip / roll / Cutout on frames ``(T, P, H, W)``, same for every time step."""
-    if rand(g) < 0.5:
+    if flip and rand(g) < 0.5:
         fr = torch.flip(fr, dims=(-1,))
     if roll > 0:
         dy, dx = randint(g, -roll, roll), randint(g, -roll, roll)

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from kd_snn.data.events import EVENT_DTYPE, to_frames
+from kd_snn.data.common import item_generator
+from kd_snn.data.events import EVENT_DTYPE, augment_frames, to_frames
 from kd_snn.io import atomic_path
 
 GENERATOR_VERSION = 1
@@ -166,14 +167,19 @@ class EventVersion(Dataset):
     in batches of ``batch``, and, when ``cache_dir`` is given, stored in
     ``<cache_dir>/events/<cache_key>-<hash>.npz`` (the hash covers the parameters, the
     generator version and, where the static set exposes its arrays, the image bytes), so a
-    60k set is built once.
+    60k set is built once. ``augment=True`` rolls the frames by up to ``roll`` pixels (no
+    flip: digits and letters are not mirror-symmetric), drawn from (seed, epoch, index).
     """
 
     def __init__(self, static_dataset, time_steps: int = 10, amplitude: Optional[int] = None,
                  steps_per_saccade: int = 20, threshold: float = 0.3, eps: float = 0.5,
                  cache_dir=None, cache_key: Optional[str] = None, batch: int = 128,
-                 build: bool = True):
+                 build: bool = True, augment: bool = False, roll: int = 2, seed: int = 0):
         self.base = static_dataset
+        self.augment = bool(augment)
+        self.roll = int(roll)
+        self.seed = int(seed)
+        self.epoch = 0
         self.time_steps = int(time_steps)
         self.params = dict(amplitude=amplitude, steps_per_saccade=int(steps_per_saccade),
                            threshold=float(threshold), eps=float(eps))
@@ -284,5 +290,11 @@ class EventVersion(Dataset):
         if index < 0:
             index += len(self)
         Hs, Ws = self.image_size
-        fr = to_frames(self.events(index), (Ws, Hs, 2), self.time_steps)
-        return torch.from_numpy(fr), int(self.labels[index])
+        fr = torch.from_numpy(to_frames(self.events(index), (Ws, Hs, 2), self.time_steps))
+        if self.augment:
+            fr = augment_frames(fr, item_generator(self.seed, self.epoch, index), self.roll,
+                                cutout=0, flip=False)
+        return fr, int(self.labels[index])
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
