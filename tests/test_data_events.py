@@ -78,7 +78,10 @@ def test_digits_events_cached(tmp_path):
     assert len(ds) == 360 and ds.spec.image_size == (10, 10) and ds.spec.kind == "event"
     fr, y = ds[0]
     assert fr.shape == (10, 2, 10, 10) and fr.dtype == torch.float32 and fr.sum() > 0
-    assert y == build_dataset("digits", "test")[0][1]
+    base = build_dataset("digits", "test")
+    assert y == base[0][1]
+    for i in (0, 359):  # the packed cache gives back exactly the generator's events
+        assert np.array_equal(ds.events(i), saccade_events(base[i][0].numpy()))
     # no pickles in the cache
     with np.load(files[0], allow_pickle=False) as z:
         assert all(z[k].dtype != object for k in z.files)

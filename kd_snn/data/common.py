@@ -23,7 +23,8 @@ def cache_dir(root: Optional[str] = None) -> Path:
     return Path(env).expanduser() if env else Path("~/.cache/kdsnn").expanduser()
 
 
-def search_roots(root: Optional[str], subdirs: Sequence[str], extra: Iterable[str] = ()) -> List[Path]:
+def search_roots(root: Optional[str], subdirs: Sequence[str],
+                 extra: Iterable[str] = ()) -> List[Path]:
     """Candidate folders: ``root`` (and ``root/<sub>``), ``$KDSNN_DATA_ROOT``(/sub),
     ``~/.cache/kdsnn/<sub>``, then ``extra`` system folders. Without duplicates, in order."""
     bases: List[Path] = []

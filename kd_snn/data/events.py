@@ -1,10 +1,10 @@
 """Neuromorphic (event) data sets read from local files through tonic's readers, offline.
 
-- N-MNIST: tonic layout ``<root>/NMNIST/{Train,Test}/<digit>/*.bin`` (also ``<root>/{Train,Test}``),
-  read with ``tonic.io.read_mnist_file`` (40-bit events: x, y, p|t[22:16], t[15:8], t[7:0]).
+- N-MNIST: tonic layout ``<root>/NMNIST/{Train,Test}/<digit>/*.bin`` (also
+  ``<root>/{Train,Test}``), read with ``tonic.io.read_mnist_file`` (40-bit events: x, y, p|t[22:16], t[15:8], t[7:0]).
 - CIFAR10-DVS: ``<root>/CIFAR10DVS/<class>/*.aedat`` (the original AER-DAT 2.0 recordings,
-  read with tonic.io's AER-DAT readers, decoded as ``read_dvs_128``) or ``*.aedat4`` (tonic 1.7's converted release; needs the
-  ``aedat`` package). No split exists: the first 9/10 of each class (natural file order) are
+  read with tonic.io's AER-DAT readers, decoded as ``read_dvs_128``) or ``*.aedat4`` (tonic
+  1.7's converted release; needs the ``aedat`` package). No split exists: the first 9/10 of each class (natural file order) are
   ``train``, the rest ``test``.
 
 Only tonic's readers and ``ToFrame`` are used, never its download/integrity machinery.
@@ -65,7 +65,8 @@ class FramedEvents(EpochMixin, Dataset):
     """A list of event recordings (loaded lazily by ``reader(path)``) framed to
     ``(T, 2, H, W)`` float32, optionally resized (``size``) and augmented.
 
-    Augmentation (train): random horizontal flip (if ``flip``), random roll by up to ``roll`` pixels in x and
+    Augmentation (train): random horizontal flip (if ``flip``), random roll by up to ``roll``
+    pixels in x and
     y, and a Cutout square of side ``cutout`` (probability 0.5), all drawn from a generator
     seeded by (seed, epoch, index).
     """
@@ -180,7 +181,8 @@ def read_cifar10dvs(path) -> np.ndarray:
     tonic's ``read_aedat_header_from_file`` + ``get_aer_events_from_file`` and decoded as
     ``tonic.io.read_dvs_128`` does (x = addr>>8 & 127, y = addr>>1 & 127, p = addr & 1; that
     function itself is broken in tonic 1.7: it unpacks the 3-tuple header into 2 names); the raw
-    (x, y, p) are then turned 180 degrees and the polarity inverted (x = 127 - x, y = 127 - y, p = 1 - p), the orientation spikingjelly uses.
+    (x, y, p) are then turned 180 degrees and the polarity inverted (x = 127 - x,
+    y = 127 - y, p = 1 - p), the orientation spikingjelly uses.
     ``.aedat4`` is read with ``tonic.io.read_aedat4`` as is. Times start at 0.
     """
     path = Path(path)
