@@ -56,6 +56,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(p, config=False)
     p.add_argument("--which", choices=("teacher", "student", "both"), default="both")
 
+    p = sub.add_parser("quantize", help="quantize the student to Loihi fixed point and report")
+    _add_run(p, config=False)
+    p.add_argument("--calib", type=int, default=256, help="calibration samples (train set)")
+    p.add_argument("--samples", type=int, help="test samples for the accuracy (default: all)")
+
+    p = sub.add_parser("export", help="export the student (and teacher) to NIR, ONNX, Lava")
+    _add_run(p, config=False)
+    p.add_argument("--target", action="append", required=True,
+                   help="quant, nir, onnx, lava or all (repeatable)")
+    p.add_argument("--calib", type=int, default=256, help="calibration samples (train set)")
+    p.add_argument("--samples", type=int, help="test samples for the quantized accuracy")
+
+    p = sub.add_parser("parity", help="float vs integer emulation vs Lava fixed_pt")
+    _add_run(p, config=False)
+    p.add_argument("--samples", type=int, default=100, help="test samples (default 100)")
+    p.add_argument("--jobs", type=int, default=1, help="parallel Lava processes")
+    p.add_argument("--batch", type=int, default=16, help="samples per Lava segment")
+
+    p = sub.add_parser("report", help="energy and sparsity report of the student")
+    _add_run(p, config=False)
+    p.add_argument("--samples", type=int, default=256, help="test samples analysed")
+    p.add_argument("--source", choices=("torch", "lava", "both"), default="torch",
+                   help="spike counts from PyTorch, from a Lava run, or both side by side")
+    p.add_argument("--profile", action="append", default=None,
+                   help="energy profile name or YAML file (repeatable; default cmos45nm, loihi)")
+    p.add_argument("--html", action="store_true", help="also write a self-contained report.html")
+    p.add_argument("--compare", nargs="*", default=[], metavar="RUN",
+                   help="other runs (with a report) for the accuracy-vs-energy plot")
+
     p = sub.add_parser("configs", help="list the shipped configs and models")
     return parser
 
@@ -83,8 +112,6 @@ def _stage_command(args, stage: str) -> int:
     stage_runner = Stage(run, cfg, stage, teacher_path=teacher, device=args.device,
                          progress=not args.no_progress,
                          fail_at_step=int(fail_at) if fail_at else None)
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.save_config(cfg)
     final = stage_runner.fit(resume=args.resume)
     print(f"{stage} test accuracy: {final['test_accuracy'] * 100:.2f}% "
           f"(best {final['best_test_accuracy'] * 100:.2f}%)  -> {run.model_path(stage)}")
@@ -117,6 +144,150 @@ def _eval_command(args) -> int:
     return 0
 
 
+def _run_for_export(args):
+    from .rundir import RunDir
+    run = RunDir(args.run)
+    if not run.config_path.is_file():
+        raise KdsnnError(f"'{run.path}' is not a kdsnn run directory (no config.yaml)")
+    if args.overrides:
+        raise KdsnnError("--set is only for training commands; the run's config is used as is")
+    return run
+
+
+def _quantize_command(args) -> int:
+    from export.pipeline import export_run
+    export_run(_run_for_export(args), ["quant"], args.calib, args.samples)
+    print(f"report: {args.run}/export/quantize.md")
+    return 0
+
+
+def _export_command(args) -> int:
+    from export.pipeline import export_run
+    run = _run_for_export(args)
+    export_run(run, args.target, args.calib, args.samples)
+    print(f"manifest: {run.subdir('export') / 'manifest.json'}")
+    return 0
+
+
+def _load_quant_or_make(run):
+    """The exported QuantGraph (RUN/export/student.quant.npz), made if missing."""
+    from export.pipeline import export_run, load_student
+    from export.quantize import load_quant
+    from export.latency import balance_latency
+
+    qpath = run.subdir("export") / "student.quant.npz"
+    if not qpath.is_file():
+        export_run(run, ["quant"])
+    _, _, graph = load_student(run)
+    try:
+        qgraph = load_quant(qpath)
+    except (OSError, ValueError, KeyError) as exc:
+        raise KdsnnError(f"'{qpath}' is corrupt ({type(exc).__name__}); re-run "
+                         f"'kdsnn export {run.path} --target lava'") from None
+    balanced = balance_latency(graph)
+    if [l.name for l in balanced.layers] != [l.name for l in qgraph.layers]:
+        raise KdsnnError(f"'{qpath}' does not match the run's student; re-run "
+                         f"'kdsnn export {run.path} --target lava'")
+    return graph, balanced, qgraph
+
+
+def _parity_command(args) -> int:
+    import lava.proc.lif.process  # noqa: F401  (fixes the fork start method first)
+
+    from export.pipeline import sample_inputs
+    from hardware import parity
+    from kd_snn.io import write_json, write_text
+
+    run = _run_for_export(args)
+    if args.samples <= 0 or args.jobs <= 0 or args.batch <= 0:
+        raise KdsnnError("--samples, --jobs and --batch must be > 0")
+    _, balanced, qgraph = _load_quant_or_make(run)
+    x, y = sample_inputs(run.load_config(), "test", args.samples)
+    result = parity.run_parity(balanced, qgraph, x, y, jobs=args.jobs, batch=args.batch,
+                               progress=not args.no_progress)
+    out = run.subdir("parity")
+    write_json(out / "parity.json", result)
+    write_text(out / "parity.md", parity.markdown(result))
+    parity.plot(result, out / "parity.png")
+    run.update_metrics("parity", {"accuracy": result["accuracy"], "samples": result["samples"],
+                                  "bit_exact": result["bit_exact_emulation_vs_lava"],
+                                  "lava_samples_per_s": result["throughput_samples_per_s"]})
+    acc = result["accuracy"]
+    print(f"parity on {result['samples']} samples: float {acc['float'] * 100:.2f}%, emulation "
+          f"{acc['emulation'] * 100:.2f}%, Lava {acc['lava'] * 100:.2f}%; emulation == Lava "
+          f"bit for bit: {'yes' if result['bit_exact_emulation_vs_lava'] else 'NO'}; "
+          f"{result['throughput_samples_per_s']} samples/s  -> {out / 'parity.md'}")
+    return 0
+
+
+def _report_command(args) -> int:
+    import json as _json
+
+    from export.pipeline import load_student, sample_inputs
+    from hardware.energy import analyze_graph, teacher_macs
+    from hardware.report import build_report, run_entry
+    from .rundir import RunDir
+    from .trainer import load_trained
+
+    run = _run_for_export(args)
+    if args.samples <= 0:
+        raise KdsnnError("--samples must be > 0")
+    cfg = run.load_config()
+    x, _ = sample_inputs(cfg, "test", args.samples)
+    _, _, graph = load_student(run)
+    stats = {}
+    if args.source in ("torch", "both"):
+        stats["torch"] = analyze_graph(graph, x, source="torch")
+    if args.source in ("lava", "both"):
+        import lava.proc.lif.process  # noqa: F401
+        from export.quantize import encode_input
+        from hardware.lava_sim import run_lava
+        _, _, qgraph = _load_quant_or_make(run)
+        _, spikes = run_lava(qgraph, encode_input(x), record=True)
+        stats["lava"] = analyze_graph(qgraph, x, spikes=spikes, source="lava")
+    macs = None
+    if run.has_model("teacher"):
+        teacher, _ = load_trained(run.model_path("teacher"), expect_spiking=False)
+        macs = teacher_macs(teacher.float(), tuple(x.shape[2:]))
+    metrics = run.read_metrics()
+    accuracy = {k: metrics[k]["test_accuracy"] for k in ("student", "teacher")
+                if k in metrics and metrics[k].get("test_accuracy") is not None}
+    runs = []
+    for other in args.compare:
+        path = RunDir(other).subdir("report") / "report.json"
+        if not path.is_file():
+            raise KdsnnError(f"'{other}' has no report: run 'kdsnn report {other}' first")
+        try:
+            runs.append(run_entry(_json.loads(path.read_text()), str(other)))
+        except (ValueError, KeyError):
+            raise KdsnnError(f"'{path}' is not a kdsnn report") from None
+    try:
+        report = build_report(run.subdir("report"), stats, teacher_macs=macs,
+                              profiles=args.profile or ("cmos45nm", "loihi"),
+                              accuracy=accuracy, runs=runs or None, html=args.html,
+                              meta={"run": run.path.name, "samples": int(x.shape[1]),
+                                    "time_steps": cfg.data.time_steps})
+    except ValueError as exc:
+        raise KdsnnError(str(exc).splitlines()[0]) from None
+    _print_report_summary(report)
+    print(f"report: {run.subdir('report') / 'report.md'}")
+    return 0
+
+
+def _print_report_summary(report: dict) -> None:
+    for profile, blk in report.get("energy", {}).items():
+        for student in blk["student"]:
+            teacher = blk.get("teacher") or {}
+            ratio = student.get("teacher_over_student")
+            line = (f"[{profile}] student ({student['label']}) "
+                    f"{student['total_pj'] / 1e6:.4f} uJ/inference")
+            if teacher:
+                line += f", teacher {teacher['total_pj'] / 1e6:.4f} uJ"
+            if ratio:
+                line += f", teacher/student energy {ratio:.2f}x"
+            print(line)
+
+
 def _configs_command(args) -> int:
     from .config import builtin_configs
     from .data import list_datasets
@@ -131,6 +302,10 @@ COMMANDS = {
     "teacher": lambda a: _stage_command(a, "teacher"),
     "distill": lambda a: _stage_command(a, "student"),
     "eval": _eval_command,
+    "quantize": _quantize_command,
+    "export": _export_command,
+    "parity": _parity_command,
+    "report": _report_command,
     "configs": _configs_command,
 }
 

@@ -278,7 +278,7 @@ class Stage:
         if self.stage == "teacher":
             logits = self.model(teacher_input(x, kind))
             loss = cross_entropy(logits, y, label_smoothing=self.tc.label_smoothing)
-            return loss, logits, {"ce": float(loss)}
+            return loss, logits, {"ce": float(loss.detach())}
         with torch.no_grad():
             t_logits, t_fmap = self.teacher.forward_features(teacher_input(x, kind))
         s_logits, s_spikes = self.model.forward_features(student_input(x, self.cfg, kind, gen)
@@ -290,8 +290,9 @@ class Stage:
         return loss, s_logits, {k: float(v) for k, v in parts.items()}
 
     def fit(self, resume: bool = False) -> dict:
-        self._prepare()
-        cfg, tc = self.cfg, self.tc
+        self._prepare()  # everything that can refuse the input runs before any write
+        self.run.path.mkdir(parents=True, exist_ok=True)
+        self.run.save_config(self.cfg)
         self.dir.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(self.dir / "train.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
@@ -348,11 +349,11 @@ class Stage:
                 if not torch.isfinite(loss):
                     raise KdsnnError(f"{self.stage} training diverged (loss {float(loss)}) at "
                                      f"epoch {epoch} step {step}; lower the learning rate")
-                acc["loss"] += float(loss) * y.numel()
+                acc["loss"] += float(loss.detach()) * y.numel()
                 acc["correct"] += int((logits.argmax(1) == y).sum())
                 acc["seen"] += int(y.numel())
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{lr:.2g}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", lr=f"{lr:.2g}")
                 done = step + 1
                 if self.fail_at_step is not None and epoch * steps + done == self.fail_at_step:
                     self._save_state(epoch, done, rows, acc)

@@ -1,0 +1,252 @@
+"""``kdsnn export`` / ``kdsnn quantize``: from a run directory's student to artifacts.
+
+Everything lands in ``RUN/export/`` next to a ``manifest.json`` (source checkpoint
+hash, target, versions, shapes, quantization scales, per-file hashes).  Files are
+written atomically and exporting twice gives identical bytes.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from kd_snn.checkpoint import versions
+from kd_snn.config import Config
+from kd_snn.data import build_dataset, dataset_spec
+from kd_snn.errors import KdsnnError
+from kd_snn.io import sha256_file, write_json, write_text
+from kd_snn.rundir import RunDir
+
+from .graph import DeployGraph, run_float
+
+TARGETS = ("quant", "nir", "onnx", "lava")
+SCHEMA = "kdsnn.export/1"
+
+
+# inputs ------------------------------------------------------------------------------
+def sample_inputs(cfg: Config, split: str, n: Optional[int]) -> tuple[torch.Tensor, np.ndarray]:
+    """First ``n`` samples of a split as the student sees them: ``(T, N, ...)`` + labels."""
+    from kd_snn.data.encoding import encode
+
+    ds = build_dataset(cfg.data.name, split, root=cfg.data.root, download=cfg.data.download)
+    n = len(ds) if n is None else min(int(n), len(ds))
+    if n <= 0:
+        raise KdsnnError(f"--samples must be > 0 (got {n})")
+    xs, ys = zip(*(ds[i] for i in range(n)))
+    x = torch.stack([torch.as_tensor(v) for v in xs])
+    kind = dataset_spec(cfg.data.name).kind
+    if kind == "event":
+        x_seq = encode(x, cfg.data.time_steps, "frames")
+    else:
+        if cfg.data.encoding != "direct":
+            raise KdsnnError(f"hardware export needs direct (analog) or event input; the run "
+                             f"uses '{cfg.data.encoding}' encoding")
+        x_seq = encode(x, cfg.data.time_steps, "direct")
+    return x_seq.to(torch.float64), np.asarray(ys, dtype=np.int64)
+
+
+# the folded student ------------------------------------------------------------------
+def load_student(run: RunDir):
+    """(model, checkpoint meta, folded float DeployGraph) of the run's student."""
+    from kd_snn.trainer import load_trained
+
+    from .fold import fold_student
+
+    if not run.has_model("student"):
+        raise KdsnnError(f"no trained student in '{run.path}': run 'kdsnn distill {run.path}'")
+    model, meta = load_trained(run.model_path("student"), expect_spiking=True)
+    cfg = run.load_config()
+    spec = dataset_spec(cfg.data.name)
+    shape = ((2,) if spec.kind == "event" else (spec.in_channels,)) + tuple(spec.image_size)
+    model = model.double().eval()
+    encoding = "frames" if spec.kind == "event" else cfg.data.encoding
+    graph = fold_student(model, shape, cfg.data.time_steps, encoding=encoding)
+    return model, meta, graph
+
+
+def quantize_run(run: RunDir, graph: DeployGraph, calib_samples: int = 256):
+    """Balance latency, quantize with calibration data from the training set.
+
+    Sequential graphs are quantized within what netx HDF5 can express exactly, so
+    the netx file and the process network run the very same integers.
+    """
+    from .latency import balance_latency
+    from .netx import quantize_for_netx
+    from .quantize import quantize
+
+    cfg = run.load_config()
+    calib, _ = sample_inputs(cfg, "train", calib_samples)
+    balanced = balance_latency(graph)
+    if balanced.is_sequential():
+        return balanced, quantize_for_netx(balanced, calib)
+    return balanced, quantize(balanced, calib)
+
+
+def quantized_accuracy(graph: DeployGraph, qgraph, x_seq: torch.Tensor, labels: np.ndarray,
+                       batch: int = 128) -> dict:
+    """Test accuracy of the float graph and of its integer emulation."""
+    from .emulate import emulate
+    from .quantize import encode_input
+
+    correct_f = correct_q = agree = 0
+    for a in range(0, x_seq.shape[1], batch):
+        xb, yb = x_seq[:, a:a + batch], labels[a:a + batch]
+        pf = run_float(graph, xb)[0].argmax(1).numpy()
+        v, _ = emulate(qgraph, encode_input(xb), record=False)
+        pq = np.asarray(v).reshape(len(yb), -1).argmax(1)
+        correct_f += int((pf == yb).sum())
+        correct_q += int((pq == yb).sum())
+        agree += int((pf == pq).sum())
+    n = max(1, len(labels))
+    return {"float": correct_f / n, "quantized": correct_q / n, "agreement": agree / n,
+            "samples": int(len(labels))}
+
+
+def quant_markdown(qgraph, acc: dict) -> str:
+    report = qgraph.metadata.get("report", {})
+    lines = ["# Loihi fixed-point quantization", "",
+             f"Test accuracy: float {acc['float'] * 100:.2f} %, quantized (integer emulation) "
+             f"{acc['quantized'] * 100:.2f} %, prediction agreement {acc['agreement'] * 100:.2f} % "
+             f"on {acc['samples']} samples.", "",
+             "| layer | scale | vth | du | dv | weight exp | clipped | rel. error | bound |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for layer in qgraph.layers:
+        r = report.get(layer.name, {})
+        conns = r.get("connections", [])
+        exps = ",".join(str(c.get("weight_exp")) for c in conns) or "-"
+        clipped = max((c.get("clipped_frac", 0.0) for c in conns), default=0.0)
+        err = max((c.get("rel_error", 0.0) for c in conns), default=0.0)
+        if r.get("relay"):
+            lines.append(f"| {layer.name} (relay) | 1 | 0 | 4095 | 4095 | 0 | 0 | 0 | - |")
+            continue
+        lines.append(f"| {layer.name} | {layer.scale:.4g} | {layer.vth} | {layer.du} | "
+                     f"{layer.dv} | {exps} | {clipped:.4f} | {err:.4f} | "
+                     f"{r.get('bound', '-')} |")
+    return "\n".join(lines) + "\n"
+
+
+# manifest ----------------------------------------------------------------------------
+def _update_manifest(out: Path, run: RunDir, graph: DeployGraph, target: str, files: list,
+                     extra: dict) -> dict:
+    path = out / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.is_file() else {}
+    src = run.model_path("student")
+    manifest.update({
+        "schema": SCHEMA,
+        "source": {"checkpoint": str(src.relative_to(run.path)), "sha256": sha256_file(src)},
+        "versions": versions(),
+        "input_shape": list(graph.input_shape), "time_steps": graph.time_steps,
+        "encoding": graph.encoding,
+        "layers": [{"name": l.name, "shape": list(l.shape), "spiking": l.spiking,
+                    "sources": [c.source for c in l.connections]} for l in graph.layers],
+    })
+    manifest.setdefault("targets", {})[target] = {
+        "files": {Path(f).name: sha256_file(f) for f in files}, **extra}
+    write_json(path, manifest)
+    return manifest
+
+
+def _scales(qgraph) -> dict:
+    return {l.name: {"scale": float(l.scale), "vth": int(l.vth), "du": int(l.du),
+                     "dv": int(l.dv)} for l in qgraph.layers}
+
+
+def export_run(run: RunDir, targets: list, calib_samples: int = 256,
+               eval_samples: Optional[int] = None, log=print) -> dict:
+    unknown = [t for t in targets if t not in TARGETS + ("all",)]
+    if unknown:
+        raise KdsnnError(f"unknown export target '{unknown[0]}' (choose from "
+                         f"{', '.join(TARGETS)}, all)")
+    if "all" in targets:
+        targets = list(TARGETS)
+    model, meta, graph = load_student(run)
+    cfg = run.load_config()
+    out = run.subdir("export")
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = {}
+    qgraph = balanced = None
+    if "quant" in targets or "lava" in targets:
+        from .quantize import save_quant
+
+        balanced, qgraph = quantize_run(run, graph, calib_samples)
+        x_test, y_test = sample_inputs(cfg, "test", eval_samples)
+        acc = quantized_accuracy(balanced, qgraph, x_test, y_test)
+        qpath = out / "student.quant.npz"
+        save_quant(qpath, qgraph)
+        write_json(out / "quantize.json", {"accuracy": acc, "layers": qgraph.metadata.get(
+            "report", {})})
+        write_text(out / "quantize.md", quant_markdown(qgraph, acc))
+        manifest = _update_manifest(out, run, graph, "quant",
+                                    [qpath, out / "quantize.json", out / "quantize.md"],
+                                    {"accuracy": acc, "scales": _scales(qgraph)})
+        run.update_metrics("quantized", acc)
+        log(f"quantized: float {acc['float'] * 100:.2f}% -> Loihi fixed point "
+            f"{acc['quantized'] * 100:.2f}% on {acc['samples']} test samples  -> {qpath}")
+    if "nir" in targets:
+        from .nir_io import write_nir
+
+        path = out / "student.nir"
+        write_nir(graph, path)
+        manifest = _update_manifest(out, run, graph, "nir", [path],
+                                    {"dt": 1e-4, "note": "folded float student"})
+        log(f"nir: {path}")
+    if "onnx" in targets:
+        manifest = _export_onnx(run, graph, out, cfg, log)
+    if "lava" in targets:
+        manifest = _export_lava(run, graph, qgraph, out, log)
+    return manifest
+
+
+def _export_onnx(run, graph, out, cfg, log) -> dict:
+    from kd_snn.trainer import load_trained
+
+    from .onnx_export import StudentModule, check_onnx, export_onnx_student, export_onnx_teacher
+
+    files, checks = [], {}
+    x_seq, _ = sample_inputs(cfg, "test", 8)
+    spath = out / "student.onnx"
+    static = graph.encoding == "direct"
+    export_onnx_student(graph, spath, static_input=static)
+    module = StudentModule(graph).eval()
+    x_in = x_seq[0].float() if static else x_seq.float()
+    with torch.no_grad():
+        expected = module(x_in.to(torch.float32) if static else x_in)
+    checks["student_max_abs_diff"] = check_onnx(spath, [x_in.numpy()], expected)
+    files.append(spath)
+    if run.has_model("teacher"):
+        teacher, _ = load_trained(run.model_path("teacher"), expect_spiking=False)
+        tpath = out / "teacher.onnx"
+        tin = x_seq[0].float() if static else x_seq.float().mean(0)
+        export_onnx_teacher(teacher.float(), tuple(tin.shape[1:]), tpath)
+        with torch.no_grad():
+            texp = teacher.float().eval()(tin)
+        checks["teacher_max_abs_diff"] = check_onnx(tpath, [tin.numpy()], texp)
+        files.append(tpath)
+    log(f"onnx: {', '.join(str(f) for f in files)} (onnxruntime max abs diff: "
+        + ", ".join(f"{k.split('_')[0]} {v:.2e}" for k, v in checks.items()) + ")")
+    return _update_manifest(out, run, graph, "onnx", files, {"onnxruntime": checks})
+
+
+def _export_lava(run, graph, qgraph, out, log) -> dict:
+    from .netx import netx_problems, write_netx
+
+    files = [out / "student.quant.npz"]
+    extra = {"process_network": "student.quant.npz (hardware.lava_sim.run_lava_from_files)",
+             "latency_steps": int(max(qgraph.depths().values()))}
+    problems = netx_problems(qgraph)
+    if not problems:
+        net = out / "student.net"
+        write_netx(qgraph, net)
+        files.append(net)
+        extra["netx"] = "student.net"
+    else:
+        extra["netx"] = None
+        extra["netx_unsupported"] = problems[0]
+    manifest = _update_manifest(out, run, graph, "lava", files, extra)
+    what = "netx HDF5 student.net + " if extra["netx"] else ""
+    log(f"lava: {what}process network from student.quant.npz in {out}"
+        + ("" if extra["netx"] else f" (netx cannot express it: {problems[0]})"))
+    return manifest
