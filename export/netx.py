@@ -127,7 +127,8 @@ def write_netx(q: QuantGraph, path, description: Optional[str] = None) -> Path:
             prev_shape = q.input_shape
             for layer in q.layers:
                 conn = layer.connections[0]
-                w = (conn.weight << conn.weight_exp).astype(np.float64)
+                weight, groups = conn.grouped_weight()  # netx's Conv: groups is int8
+                w = (weight << conn.weight_exp).astype(np.float64)
                 bias = netx_bias(layer)
                 if conn.kind == "conv":
                     g = new("conv")
@@ -136,7 +137,7 @@ def write_netx(q: QuantGraph, path, description: Optional[str] = None) -> Path:
                     g.create_dataset("stride", data=np.asarray(conn.stride, dtype=np.int64))
                     g.create_dataset("padding", data=np.asarray(conn.padding, dtype=np.int64))
                     g.create_dataset("dilation", data=np.asarray((1, 1), dtype=np.int64))
-                    g.create_dataset("groups", data=np.int64(conn.groups))
+                    g.create_dataset("groups", data=np.int64(groups))
                     per_ch = bias.reshape(bias.shape[0], -1)
                     if (per_ch == per_ch[:, :1]).all():
                         b = per_ch[:, 0]

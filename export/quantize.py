@@ -120,6 +120,25 @@ class QuantConnection:
         return (co, (h + 2 * self.padding[0] - kh) // self.stride[0] + 1,
                 (w + 2 * self.padding[1] - kw) // self.stride[1] + 1)
 
+    def grouped_weight(self, max_groups: int = 127) -> tuple:
+        """``(weight, groups)`` with ``groups <= max_groups`` (Lava's Conv stores
+        ``groups`` in an int8 Var: 128 or more wraps).  Merges groups into larger
+        block-diagonal ones (zeros in between): same convolution, more synapses."""
+        if self.kind != "conv" or self.groups <= max_groups:
+            return self.weight, self.groups
+        g2 = max(d for d in range(1, max_groups + 1) if self.groups % d == 0)
+        co, cig, kh, kw = self.weight.shape
+        ci = cig * self.groups
+        full = np.zeros((co, ci, kh, kw), dtype=self.weight.dtype)
+        per_out = co // self.groups
+        for o in range(co):
+            g = o // per_out
+            full[o, g * cig:(g + 1) * cig] = self.weight[o]
+        cig2, per_out2 = ci // g2, co // g2
+        out = np.stack([full[o, (o // per_out2) * cig2:(o // per_out2 + 1) * cig2]
+                        for o in range(co)])
+        return out, g2
+
     def effective_weight(self) -> np.ndarray:
         """``m * 2**e`` as float (the integer units the synapse adds, before rounding)."""
         return self.weight.astype(np.float64) * (2.0 ** self.weight_exp)

@@ -76,6 +76,14 @@ def conv_weight_to_lava(weight: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(0, 3, 2, 1))
 
 
+def _run_cfg(conv_model: str = "lava") -> Loihi2SimCfg:
+    if conv_model == "fast":
+        from hardware.lava_procs.fast_conv import PyConvModelFixedFast
+        return Loihi2SimCfg(select_tag="fixed_pt",
+                            exception_proc_model_map={Conv: PyConvModelFixedFast})
+    return Loihi2SimCfg(select_tag="fixed_pt")
+
+
 class LavaRunner:
     """A compiled Lava network for ``qgraph``; ``run`` streams batches through it.
 
@@ -84,7 +92,11 @@ class LavaRunner:
     Use as a context manager or call ``close()`` (stops Lava's worker processes).
     """
 
-    def __init__(self, qgraph: QuantGraph, chunk_samples: int = 64, record: bool = True):
+    def __init__(self, qgraph: QuantGraph, chunk_samples: int = 64, record: bool = True,
+                 conv_model: str = "lava"):
+        if conv_model not in ("lava", "fast"):
+            raise ValueError("conv_model must be 'lava' (stock PyConvModelFixed) or 'fast'")
+        self.conv_model = conv_model
         self.q = qgraph
         self.T = qgraph.time_steps
         self.depth = qgraph.depths()
@@ -118,12 +130,13 @@ class LavaRunner:
                 out_port = (self.source.s_out if conn.source == INPUT
                             else self.lifs[conn.source].s_out)
                 if conn.kind == "conv":
-                    syn = Conv(weight=conv_weight_to_lava(conn.weight << conn.weight_exp)
+                    weight, groups = conn.grouped_weight()
+                    syn = Conv(weight=conv_weight_to_lava(weight << conn.weight_exp)
                                .astype(np.int32),
                                input_shape=lava_shape(src_shape),
                                padding=tuple(conn.padding[::-1]),
                                stride=tuple(conn.stride[::-1]),
-                               groups=conn.groups, num_message_bits=conn.message_bits)
+                               groups=groups, num_message_bits=conn.message_bits)
                     out_port.connect(syn.s_in)
                 else:
                     syn = Dense(weights=(2 * conn.weight).astype(np.int32),
@@ -142,7 +155,7 @@ class LavaRunner:
                 self.sinks[layer.name] = sink
         self.reader = Read(buffer=self.rb, interval=self.T, offset=self.read_off)
         self.reader.connect_var(self.lifs[q.output.name].v)
-        self.cfg = Loihi2SimCfg(select_tag="fixed_pt")
+        self.cfg = _run_cfg(self.conv_model)
 
     # ---- running --------------------------------------------------------------------
     def _segment(self, inputs: np.ndarray) -> tuple:
@@ -228,9 +241,10 @@ class LavaRunner:
 
 
 def run_lava(qgraph: QuantGraph, x_int_seq, record: bool = True,
-             chunk_samples: int = 64) -> tuple:
+             chunk_samples: int = 64, conv_model: str = "lava") -> tuple:
     """Build, run and stop: ``(readout_v (B, K), spikes name -> (T, B, *shape))``."""
-    runner = LavaRunner(qgraph, chunk_samples=chunk_samples, record=record)
+    runner = LavaRunner(qgraph, chunk_samples=chunk_samples, record=record,
+                        conv_model=conv_model)
     try:
         return runner.run(x_int_seq)
     finally:
@@ -238,10 +252,11 @@ def run_lava(qgraph: QuantGraph, x_int_seq, record: bool = True,
 
 
 def run_lava_from_files(quant_path, x_int_seq, record: bool = True,
-                        chunk_samples: int = 64) -> tuple:
+                        chunk_samples: int = 64, conv_model: str = "lava") -> tuple:
     """Rebuild the network from the exported QuantGraph file alone
     (``export.quantize.save_quant``) and run it (see ``run_lava``)."""
-    return run_lava(load_quant(Path(quant_path)), x_int_seq, record, chunk_samples)
+    return run_lava(load_quant(Path(quant_path)), x_int_seq, record, chunk_samples,
+                    conv_model)
 
 
 def run_netx(net_path, x_int_seq, record: bool = True, out_shapes: Optional[list] = None):

@@ -24,14 +24,14 @@ from export.emulate import emulate, lif_step, synapse
 from export.graph import Connection, DeployGraph, NeuronLayer, run_float
 from export.latency import balance_latency, is_balanced
 from export.quantize import QuantConnection, encode_input, quantize
-from hardware.lava_sim import LavaRunner, conv_weight_to_lava, from_lava, to_lava
+from hardware.lava_sim import LavaRunner, _run_cfg, conv_weight_to_lava, from_lava, to_lava
 
 CFG = Loihi2SimCfg(select_tag="fixed_pt")
 
 
-def _run(proc, steps):
+def _run(proc, steps, cfg=CFG):
     try:
-        proc.run(condition=RunSteps(num_steps=steps), run_cfg=CFG)
+        proc.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
         return True
     except Exception:
         proc.stop()
@@ -79,12 +79,12 @@ def test_lif_bit_exact_with_wrap_saturation_bias():
     assert (np.abs(got["v"]) == 2 ** 23 - 1).any(), "saturation not exercised"
 
 
-def _synapse_run(proc_in_port_owner, syn, data, out_shape, steps):
+def _synapse_run(proc_in_port_owner, syn, data, out_shape, steps, cfg=CFG):
     src = Source(data=data)
     src.s_out.connect(syn.s_in)
     sink = Sink(shape=out_shape, buffer=steps)
     syn.a_out.connect(sink.a_in)
-    _run(src, steps)
+    _run(src, steps, cfg)
     try:
         return sink.data.get().astype(np.int64)
     finally:
@@ -113,13 +113,20 @@ def test_dense_bit_exact(exp, graded):
     assert (exp_out < 0).any()
 
 
+@pytest.mark.parametrize("conv_model", ["lava", "fast"])
 @pytest.mark.parametrize("exp,graded,stride,padding,groups",
                          [(0, True, (1, 1), (1, 1), 1), (3, False, (2, 1), (0, 1), 1),
-                          (7, True, (1, 2), (1, 0), 1), (1, False, (1, 1), (0, 0), 3)])
-def test_conv_bit_exact(exp, graded, stride, padding, groups):
+                          (7, True, (1, 2), (1, 0), 1), (1, False, (1, 1), (0, 0), 3),
+                          (2, False, (2, 2), (0, 0), 256)])
+def test_conv_bit_exact(exp, graded, stride, padding, groups, conv_model):
+    """Stock PyConvModelFixed and our fast model; groups=256 (depthwise, as pools and
+    relays) exceeds Lava's int8 ``groups`` Var and is regrouped (block-diagonal)."""
     rng = np.random.default_rng(20 + exp)
     ci, co, h, w, steps = 3, 6, 7, 5, 4
-    m = rng.integers(-128, 128, size=(co, ci // groups, 3, 3))
+    k = 3
+    if groups == 256:
+        ci, co, h, w, k = 256, 256, 4, 2, 2
+    m = rng.integers(-128, 128, size=(co, ci // groups, k, k))
     if graded:
         x = rng.integers(0, 256, size=(steps, ci, h, w))
     else:
@@ -128,11 +135,14 @@ def test_conv_bit_exact(exp, graded, stride, padding, groups):
                            groups, message_bits=8 if graded else 0)
     exp_out = synapse(conn, torch.as_tensor(x)).numpy()  # (steps, co, oh, ow)
     out_shape = exp_out.shape[1:]
-    syn = Conv(weight=conv_weight_to_lava(m << exp).astype(np.int32),
+    weight, lava_groups = conn.grouped_weight()
+    assert lava_groups == (64 if groups == 256 else groups)
+    syn = Conv(weight=conv_weight_to_lava(weight << exp).astype(np.int32),
                input_shape=(w, h, ci), padding=padding[::-1], stride=stride[::-1],
-               groups=groups, num_message_bits=8 if graded else 0)
+               groups=lava_groups, num_message_bits=8 if graded else 0)
     data = np.moveaxis(to_lava(x, (ci, h, w)), 0, -1).astype(np.int32)  # (W, H, C, steps)
-    got = _synapse_run(None, syn, data, (out_shape[2], out_shape[1], out_shape[0]), steps)
+    got = _synapse_run(None, syn, data, (out_shape[2], out_shape[1], out_shape[0]), steps,
+                       _run_cfg(conv_model))
     got = from_lava(np.moveaxis(got, -1, 0), out_shape, 1)  # (steps, co, oh, ow)
     np.testing.assert_array_equal(got[1:], exp_out[:-1])
     if exp == 7:
@@ -174,15 +184,18 @@ def residual_graph(seed=0, T=4):
     return DeployGraph((2, 6, 6), (l1, l2, l3, l4, l5), T)
 
 
-def _check_graph(graph, seed, n_samples=6, chunk=4):
+def _check_graph(graph, seed, n_samples=6, chunk=4, conv_model="lava"):
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(graph.time_steps, n_samples, *graph.input_shape, generator=g,
                    dtype=torch.float64)
     q = quantize(graph, x)
     xi = encode_input(x)
     v_emu, s_emu = emulate(q, xi)
-    with LavaRunner(q, chunk_samples=chunk) as runner:  # several segments + batch padding
-        v_lava, s_lava = runner.run(xi)
+    with LavaRunner(q, chunk_samples=chunk, conv_model=conv_model) as runner:
+        v_lava, s_lava = runner.run(xi)  # several segments + batch padding
+        v2, s2 = runner.run(xi[:, 3:5])  # the compiled network is reused
+    assert torch.equal(v2, v_lava[3:5])
+    assert all(torch.equal(s2[k], s_lava[k][:, 3:5]) for k in s2)
     assert set(s_emu) == set(s_lava)
     for name in s_emu:
         assert torch.equal(s_emu[name], s_lava[name]), f"spikes differ in layer {name}"
@@ -209,7 +222,7 @@ def test_residual_graph_balanced_emulate_equals_lava():
     lo, so = run_float(graph, x, record=True)
     lb, sb = run_float(bal, x, record=True)
     assert torch.equal(lo, lb) and all(torch.equal(so[k], sb[k]) for k in so)
-    q, _ = _check_graph(bal, seed=5)
+    q, _ = _check_graph(bal, seed=5, conv_model="fast")
     relay = q.layer("stem.relay1")
     assert (relay.vth, relay.du, relay.dv) == (0, 4095, 4095)
     assert q.depths() == {"stem": 1, "b.lif1": 2, "stem.relay1": 2, "b.lif2": 3,
