@@ -26,6 +26,16 @@ the bias from acting before the first input of a sample arrives.  Stale values i
 synapse buffers only ever arrive outside a layer's window.  A batch of B samples takes
 (B + ceil(L / T)) * T steps, L = depth of the readout.  Spikes returned are aligned by
 depth, so they compare 1:1 with ``export.emulate.emulate``.
+
+Cost (2 cores, T = 4, measured): every Lava process is an OS process synchronised each
+step, so the rate is set by the process count.  4-layer toy conv/dense net: ~120
+steps/s = ~30 samples/s (record=False), ~17 samples/s recording all spikes; folded
+ResNet-20 (width 4, 29 layers with relays) ~12 steps/s = ~2 samples/s with
+``conv_model="fast"``; compiling takes 1-10 s once per ``LavaRunner``.  The stock
+``PyConvModelFixed`` runs one scipy ``convolve2d`` per (out, in) channel pair per step
+(minutes per sample for 256-channel layers): ``conv_model="fast"`` swaps in
+``hardware.lava_procs.fast_conv`` (same arithmetic, tested bit for bit against it).
+Depthwise convs with >= 128 groups are regrouped (Lava's ``groups`` Var is int8).
 """
 from __future__ import annotations
 
