@@ -15,7 +15,6 @@ import torch
 
 from kd_snn.checkpoint import versions
 from kd_snn.config import Config
-from kd_snn.data import build_dataset, dataset_spec
 from kd_snn.errors import KdsnnError
 from kd_snn.io import sha256_file, write_json, write_text
 from kd_snn.rundir import RunDir
@@ -31,13 +30,15 @@ def sample_inputs(cfg: Config, split: str, n: Optional[int]) -> tuple[torch.Tens
     """First ``n`` samples of a split as the student sees them: ``(T, N, ...)`` + labels."""
     from kd_snn.data.encoding import encode
 
-    ds = build_dataset(cfg.data.name, split, root=cfg.data.root, download=cfg.data.download)
+    from kd_snn.trainer import data_spec, open_dataset
+
+    ds = open_dataset(cfg, split)
     n = len(ds) if n is None else min(int(n), len(ds))
     if n <= 0:
         raise KdsnnError(f"--samples must be > 0 (got {n})")
     xs, ys = zip(*(ds[i] for i in range(n)))
     x = torch.stack([torch.as_tensor(v) for v in xs])
-    kind = dataset_spec(cfg.data.name).kind
+    kind = data_spec(cfg).kind
     if kind == "event":
         x_seq = encode(x, cfg.data.time_steps, "frames")
     else:
@@ -51,7 +52,7 @@ def sample_inputs(cfg: Config, split: str, n: Optional[int]) -> tuple[torch.Tens
 # the folded student ------------------------------------------------------------------
 def load_student(run: RunDir):
     """(model, checkpoint meta, folded float DeployGraph) of the run's student."""
-    from kd_snn.trainer import load_trained
+    from kd_snn.trainer import data_spec, load_trained
 
     from .fold import fold_student
 
@@ -59,7 +60,7 @@ def load_student(run: RunDir):
         raise KdsnnError(f"no trained student in '{run.path}': run 'kdsnn distill {run.path}'")
     model, meta = load_trained(run.model_path("student"), expect_spiking=True)
     cfg = run.load_config()
-    spec = dataset_spec(cfg.data.name)
+    spec = data_spec(cfg)
     shape = ((2,) if spec.kind == "event" else (spec.in_channels,)) + tuple(spec.image_size)
     model = model.double().eval()
     encoding = "frames" if spec.kind == "event" else cfg.data.encoding

@@ -119,15 +119,14 @@ def _stage_command(args, stage: str) -> int:
 
 
 def _eval_command(args) -> int:
-    from .data import build_dataset
     from .rundir import RunDir
-    from .trainer import evaluate, load_trained, pick_device
+    from .trainer import evaluate, load_trained, open_dataset, pick_device
 
     run = RunDir(args.run)
     cfg = run.resolve_config(None, args.overrides)
     device = pick_device(args.device or cfg.device)
     stages = ("teacher", "student") if args.which == "both" else (args.which,)
-    test = build_dataset(cfg.data.name, "test", root=cfg.data.root, download=cfg.data.download)
+    test = open_dataset(cfg, "test")
     results = {}
     for stage in stages:
         if not run.has_model(stage):

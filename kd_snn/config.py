@@ -29,6 +29,7 @@ class DataConfig:
     eval_batch_size: int = 256
     augment: bool = False
     num_workers: int = 0
+    options: dict = field(default_factory=dict)  # extra data-set options, e.g. {limit: 10000}
 
 
 @dataclass
@@ -177,7 +178,7 @@ def validate(cfg: Config) -> Config:
 def _flatten(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
-        if isinstance(v, dict) and k not in ("weights", "model_kwargs"):
+        if isinstance(v, dict) and k not in ("weights", "model_kwargs", "options"):
             out.update(_flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v

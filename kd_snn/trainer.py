@@ -23,6 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
+from . import distributed as D
 from .config import Config, TrainConfig
 from .data import build_dataset, dataset_spec, make_loader
 from .data.encoding import encode
@@ -33,6 +34,7 @@ from .models import create_model
 from .rundir import RunDir
 
 log = logging.getLogger("kdsnn")
+CSV_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"]
 
 
 def derive_seed(*parts) -> int:
@@ -52,10 +54,32 @@ def pick_device(name: str) -> torch.device:
         raise KdsnnError(f"unknown device '{name}'") from None
 
 
+# data ------------------------------------------------------------------------------
+def _data_options(cfg: Config, split: Optional[str] = None) -> dict:
+    opts = dict(cfg.data.options)
+    if split == "test" or split is None:
+        opts.pop("limit", None)  # a training budget never shrinks the test set
+    if dataset_spec(cfg.data.name).kind == "event":
+        opts.setdefault("time_steps", cfg.data.time_steps)  # frames = student time steps
+    return opts
+
+
+def data_spec(cfg: Config):
+    """The data set's spec under the run's options (shapes can depend on them)."""
+    return dataset_spec(cfg.data.name, **_data_options(cfg))
+
+
+def open_dataset(cfg: Config, split: str):
+    """A split of the run's data set, with the run's seed and options."""
+    augment = cfg.data.augment if split == "train" else False
+    return build_dataset(cfg.data.name, split, root=cfg.data.root, download=cfg.data.download,
+                         augment=augment, seed=cfg.seed, **_data_options(cfg, split))
+
+
 # models ----------------------------------------------------------------------------
 def model_spec(cfg: Config, stage: str) -> dict:
     """Everything needed to rebuild a stage's model from its checkpoint alone."""
-    spec = dataset_spec(cfg.data.name)
+    spec = data_spec(cfg)
     tc: TrainConfig = getattr(cfg, stage)
     out = {"name": tc.model, "num_classes": spec.num_classes, "in_channels": spec.in_channels,
            "spiking": stage == "student", "width": tc.width, "kwargs": dict(tc.model_kwargs),
@@ -139,7 +163,7 @@ def make_optimizer(model: nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
 def evaluate(model: nn.Module, dataset, cfg: Config, stage: str, device: torch.device,
              progress: bool = False, limit: Optional[int] = None) -> dict:
     """Top-1 accuracy and mean loss of ``model`` on ``dataset``."""
-    kind = dataset_spec(cfg.data.name).kind
+    kind = data_spec(cfg).kind
     loader = make_loader(dataset, cfg.data.eval_batch_size, shuffle=False, seed=cfg.seed, epoch=0)
     gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "eval"))
     was_training = model.training
@@ -171,20 +195,21 @@ class Stage:
                  fail_at_step: Optional[int] = None):
         self.run, self.cfg, self.stage = run, cfg, stage
         self.tc: TrainConfig = getattr(cfg, stage)
+        self.dist = D.setup(device or cfg.device)
         self.device = pick_device(device or cfg.device)
-        self.progress = progress
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        self.progress = progress and self.dist.is_main
         self.fail_at_step = fail_at_step
         self.dir = run.stage_dir(stage)
-        self.spec = dataset_spec(cfg.data.name)
+        self.spec = data_spec(cfg)
         self.teacher_path = teacher_path
 
     # set-up -------------------------------------------------------------------------
     def _prepare(self):
         cfg = self.cfg
-        self.train_set = build_dataset(cfg.data.name, "train", root=cfg.data.root,
-                                       download=cfg.data.download, augment=cfg.data.augment)
-        self.test_set = build_dataset(cfg.data.name, "test", root=cfg.data.root,
-                                      download=cfg.data.download)
+        self.train_set = open_dataset(cfg, "train")
+        self.test_set = open_dataset(cfg, "test")
         torch.manual_seed(derive_seed(cfg.seed, self.stage, "init"))
         self.mspec = model_spec(cfg, self.stage)
         self.model = build_model(self.mspec).to(self.device)
@@ -202,6 +227,12 @@ class Stage:
             extra = [p for p in self.criterion.parameters() if p.requires_grad]
         else:
             extra = []
+        self.forward = self.model if self.stage == "teacher" else self.model.forward_features
+        if self.dist.enabled:
+            D.convert_batchnorm(self.model, self.device.type == "cuda")
+            wrapped = self.model if self.stage == "teacher" else D.FeatureForward(self.model)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = nn.parallel.DistributedDataParallel(wrapped, device_ids=ids)
         self.optimizer = make_optimizer(self.model, self.tc)
         if extra:
             self.optimizer.add_param_group({"params": extra})
@@ -246,6 +277,8 @@ class Stage:
 
     # state ---------------------------------------------------------------------------
     def _save_state(self, epoch: int, step: int, rows: list, acc: dict):
+        if not self.dist.is_main:
+            return
         meta = {"stage": self.stage, "epoch": epoch, "step": step, "rows": rows, "acc": acc,
                 "seed": self.cfg.seed, "config": self.cfg.to_dict(), "model": self.mspec}
         extra = {}
@@ -264,10 +297,10 @@ class Stage:
         return meta["epoch"], meta["step"], meta["rows"], meta["acc"]
 
     def _write_rows(self, rows: list):
-        if not rows:
+        if not rows or not self.dist.is_main:
             return
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         write_text(self.dir / "metrics.csv", buf.getvalue())
@@ -276,13 +309,12 @@ class Stage:
     def _step_loss(self, x, y, gen, nld_gen):
         kind = self.spec.kind
         if self.stage == "teacher":
-            logits = self.model(teacher_input(x, kind))
+            logits = self.forward(teacher_input(x, kind))
             loss = cross_entropy(logits, y, label_smoothing=self.tc.label_smoothing)
             return loss, logits, {"ce": float(loss.detach())}
         with torch.no_grad():
             t_logits, t_fmap = self.teacher.forward_features(teacher_input(x, kind))
-        s_logits, s_spikes = self.model.forward_features(student_input(x, self.cfg, kind, gen)
-                                                         .to(self.device))
+        s_logits, s_spikes = self.forward(student_input(x, self.cfg, kind, gen).to(self.device))
         loss, parts = self.criterion(s_logits, s_spikes, t_logits, t_fmap,
                                      self.teacher.classifier_weight, y,
                                      student_classifier_weight=self.model.classifier_weight,
@@ -291,9 +323,11 @@ class Stage:
 
     def fit(self, resume: bool = False) -> dict:
         self._prepare()  # everything that can refuse the input runs before any write
-        self.run.path.mkdir(parents=True, exist_ok=True)
-        self.run.save_config(self.cfg)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            self.run.path.mkdir(parents=True, exist_ok=True)
+            self.run.save_config(self.cfg)
+            self.dir.mkdir(parents=True, exist_ok=True)
+        D.barrier(self.dist)
         handler = logging.FileHandler(self.dir / "train.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         log.addHandler(handler)
@@ -302,6 +336,7 @@ class Stage:
         finally:
             log.removeHandler(handler)
             handler.close()
+            D.teardown(self.dist)
 
     def _fit(self, resume: bool) -> dict:
         cfg, tc = self.cfg, self.tc
@@ -312,8 +347,10 @@ class Stage:
                                  "does not exist")
             start_epoch, start_step, rows, acc = self._load_state()
             log.info("resumed %s at epoch %d step %d", self.stage, start_epoch, start_step)
-        steps = len(make_loader(self.train_set, cfg.data.batch_size, shuffle=True, seed=cfg.seed,
-                                epoch=0, drop_last=True))
+        batch = D.local_batch(self.dist, cfg.data.batch_size)
+        shard = dict(rank=self.dist.rank, world_size=self.dist.world_size)
+        steps = len(make_loader(self.train_set, batch, shuffle=True, seed=cfg.seed,
+                                epoch=0, drop_last=True, **shard))
         if steps == 0:
             raise KdsnnError(f"batch size {cfg.data.batch_size} exceeds the training set "
                              f"({len(self.train_set)} samples)")
@@ -326,17 +363,18 @@ class Stage:
             first = start_step if epoch == start_epoch else 0
             if first == 0:
                 acc = {"loss": 0.0, "correct": 0, "seen": 0}
-            loader = make_loader(self.train_set, cfg.data.batch_size, shuffle=True,
-                                 seed=cfg.seed, epoch=epoch, drop_last=True, skip_batches=first)
+            loader = make_loader(self.train_set, batch, shuffle=True, seed=cfg.seed,
+                                 epoch=epoch, drop_last=True, skip_batches=first, **shard)
             it = iter(loader)
             for step in range(first, steps):
                 torch.manual_seed(derive_seed(cfg.seed, self.stage, epoch, step, "data"))
                 x, y = next(it)
                 x, y = x.to(self.device), y.to(self.device)
+                rank_key = (self.dist.rank,) if self.dist.enabled else ()
                 gen = torch.Generator().manual_seed(derive_seed(cfg.seed, self.stage, epoch,
-                                                                step, "enc"))
+                                                                step, "enc", *rank_key))
                 nld_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, self.stage,
-                                                                    epoch, step, "nld"))
+                                                                    epoch, step, "nld", *rank_key))
                 lr = lr_at(tc, epoch, step, steps)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
@@ -362,9 +400,11 @@ class Stage:
                 if tc.checkpoint_every and done % tc.checkpoint_every == 0 and done < steps:
                     self._save_state(epoch, done, rows, acc)
             test = evaluate(self.model, self.test_set, cfg, self.stage, self.device)
+            loss_sum, correct, seen = D.all_sum(self.dist, [acc["loss"], acc["correct"],
+                                                            acc["seen"]])
             row = {"epoch": epoch + 1, "lr": round(lr, 8),
-                   "train_loss": round(acc["loss"] / max(1, acc["seen"]), 6),
-                   "train_acc": round(acc["correct"] / max(1, acc["seen"]), 6),
+                   "train_loss": round(loss_sum / max(1, seen), 6),
+                   "train_acc": round(correct / max(1, seen), 6),
                    "test_loss": round(test["loss"], 6), "test_acc": round(test["accuracy"], 6)}
             rows.append(row)
             self._write_rows(rows)
@@ -380,8 +420,16 @@ class Stage:
                  "data": cfg.data.name}
         if self.stage == "student":
             final["loss"] = cfg.loss.preset
+        if self.dist.enabled:
+            final["world_size"] = self.dist.world_size
         meta = {"stage": self.stage, "config": cfg.to_dict(), "model": self.mspec,
                 "metrics": final, "seed": cfg.seed, "data": cfg.data.name}
-        ckpt.save_checkpoint(self.run.model_path(self.stage), self.model, meta)
-        self.run.update_metrics(self.stage, final)
+        if self.dist.is_main:
+            ckpt.save_checkpoint(self.run.model_path(self.stage), self._plain_model(), meta)
+            self.run.update_metrics(self.stage, final)
+        D.barrier(self.dist)
         return final
+
+    def _plain_model(self) -> nn.Module:
+        """The model as a single process would save it (GlobalBatchNorm is BatchNorm2d)."""
+        return self.model

@@ -47,3 +47,9 @@ def resnet19(**kw):
 @register_model
 def resnet20(**kw):
     return build_resnet((3, 3, 3), **kw)
+
+
+@register_model
+def resnet8(**kw):
+    """One block per stage: the smallest residual student (CPU demos, Lava parity tests)."""
+    return build_resnet((1, 1, 1), **kw)
