@@ -98,6 +98,7 @@ def _work(graph, qgraph, layers, x, y, batch, progress_q=None) -> _Tally:
 
 
 def _job(args, queue):
+    torch.set_num_threads(1)  # OpenMP pools do not survive fork (as in DataLoader workers)
     try:
         tally = _work(*args, progress_q=queue)
         queue.put(("done", tally))
