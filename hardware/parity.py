@@ -83,11 +83,11 @@ def _chunk(graph: DeployGraph, qgraph: QuantGraph, layers: list, x: torch.Tensor
     return spikes, preds
 
 
-def _work(graph, qgraph, layers, x, y, batch, progress_q=None) -> _Tally:
+def _work(graph, qgraph, layers, x, y, batch, conv_model="lava", progress_q=None) -> _Tally:
     from hardware.lava_sim import LavaRunner
 
     tally = _Tally(layers, qgraph.time_steps)
-    with LavaRunner(qgraph, chunk_samples=batch, record=True) as runner:
+    with LavaRunner(qgraph, chunk_samples=batch, record=True, conv_model=conv_model) as runner:
         for start in range(0, x.shape[1], batch):
             xb, yb = x[:, start:start + batch], y[start:start + batch]
             spikes, preds = _chunk(graph, qgraph, layers, xb, yb, runner)
@@ -107,7 +107,8 @@ def _job(args, queue):
 
 
 def run_parity(graph: DeployGraph, qgraph: QuantGraph, x_seq: torch.Tensor, labels,
-               jobs: int = 1, batch: int = 16, progress: bool = True) -> dict:
+               jobs: int = 1, batch: int = 16, progress: bool = True,
+               conv_model: str = "lava") -> dict:
     """Compare the three executors on ``x_seq`` ``(T, N, *input_shape)`` in [0, 1].
 
     ``graph`` is the float graph with the same layers as ``qgraph`` (relays included,
@@ -125,22 +126,25 @@ def run_parity(graph: DeployGraph, qgraph: QuantGraph, x_seq: torch.Tensor, labe
             class _Q:
                 def put(self, item):
                     bar.update(item[1])
-            tally = _work(graph, qgraph, layers, x_seq, labels, batch, progress_q=_Q())
+            tally = _work(graph, qgraph, layers, x_seq, labels, batch, conv_model, _Q())
         else:
-            tally = _parallel(graph, qgraph, layers, x_seq, labels, batch, jobs, bar)
+            tally = _parallel(graph, qgraph, layers, x_seq, labels, batch, conv_model, jobs,
+                              bar)
     finally:
         bar.close()
     seconds = time.time() - t0
-    return summarize(tally, qgraph, seconds, jobs)
+    result = summarize(tally, qgraph, seconds, jobs)
+    result["conv_model"] = conv_model
+    return result
 
 
-def _parallel(graph, qgraph, layers, x_seq, labels, batch, jobs, bar) -> _Tally:
+def _parallel(graph, qgraph, layers, x_seq, labels, batch, conv_model, jobs, bar) -> _Tally:
     ctx = mp.get_context("fork")  # Lava requires fork; workers inherit the graphs
     queue = ctx.Queue()
     bounds = np.linspace(0, x_seq.shape[1], jobs + 1).astype(int)
     procs = []
     for a, b in zip(bounds[:-1], bounds[1:]):
-        args = (graph, qgraph, layers, x_seq[:, a:b], labels[a:b], batch)
+        args = (graph, qgraph, layers, x_seq[:, a:b], labels[a:b], batch, conv_model)
         p = ctx.Process(target=_job, args=(args, queue), daemon=False)
         p.start()
         procs.append(p)
@@ -166,7 +170,6 @@ def _parallel(graph, qgraph, layers, x_seq, labels, batch, jobs, bar) -> _Tally:
                     p.terminate()
     if error:
         raise RuntimeError(f"parity worker failed: {error}")
-    # order of samples differs from the sequential run only in predictions' order:
     return tally
 
 

@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=100, help="test samples (default 100)")
     p.add_argument("--jobs", type=int, default=1, help="parallel Lava processes")
     p.add_argument("--batch", type=int, default=16, help="samples per Lava segment")
+    p.add_argument("--conv-model", choices=("lava", "fast"), default="lava",
+                   help="Lava's stock fixed_pt Conv model, or kdsnn's bit-identical vectorised "
+                        "one (much faster for wide layers)")
 
     p = sub.add_parser("report", help="energy and sparsity report of the student")
     _add_run(p, config=False)
@@ -84,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", action="store_true", help="also write a self-contained report.html")
     p.add_argument("--compare", nargs="*", default=[], metavar="RUN",
                    help="other runs (with a report) for the accuracy-vs-energy plot")
+
+    from .ablate import add_parser as add_ablate
+    add_ablate(sub)
 
     p = sub.add_parser("configs", help="list the shipped configs and models")
     return parser
@@ -203,7 +209,7 @@ def _parity_command(args) -> int:
     _, balanced, qgraph = _load_quant_or_make(run)
     x, y = sample_inputs(run.load_config(), "test", args.samples)
     result = parity.run_parity(balanced, qgraph, x, y, jobs=args.jobs, batch=args.batch,
-                               progress=not args.no_progress)
+                               progress=not args.no_progress, conv_model=args.conv_model)
     out = run.subdir("parity")
     write_json(out / "parity.json", result)
     write_text(out / "parity.md", parity.markdown(result))
@@ -306,6 +312,7 @@ COMMANDS = {
     "parity": _parity_command,
     "report": _report_command,
     "configs": _configs_command,
+    "ablate": lambda a: __import__("kd_snn.ablate", fromlist=["command"]).command(a),
 }
 
 
