@@ -7,7 +7,7 @@ from kd_snn.models import create_model, list_models, register_model
 from kd_snn.neurons import CubaLIF
 
 T, B, C, K = 2, 2, 3, 5
-CONV_MODELS = ["cnn", "resnet19", "resnet20"]
+CONV_MODELS = ["cnn", "resnet8", "resnet19", "resnet20"]
 
 
 def test_registry_lists_families():
