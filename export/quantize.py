@@ -325,10 +325,17 @@ def save_quant(path, qgraph: QuantGraph) -> None:
 
 
 def load_quant(path) -> QuantGraph:
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files if k != META_KEY}
-        meta = json.loads(bytes(z[META_KEY]).decode())
-    return QuantGraph.from_arrays(arrays, meta)
+    """Read a ``save_quant`` file; a damaged or foreign file raises ``ValueError``."""
+    import zipfile
+    import zlib
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files if k != META_KEY}
+            meta = json.loads(bytes(z[META_KEY]).decode())
+        return QuantGraph.from_arrays(arrays, meta)
+    except (KeyError, EOFError, zipfile.BadZipFile, zlib.error, UnicodeDecodeError,
+            json.JSONDecodeError, TypeError) as exc:
+        raise ValueError(f"not a kdsnn QuantGraph file ({type(exc).__name__})") from None
 
 
 # --------------------------------------------------------------------------------------

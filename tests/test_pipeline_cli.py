@@ -237,13 +237,7 @@ def _corrupt_quant_run(exported, dst: Path, how: str) -> Path:
     return run
 
 
-@pytest.mark.parametrize("how", [
-    pytest.param("truncated", marks=pytest.mark.xfail(
-        raises=AssertionError, strict=False,
-        reason="kd_snn/cli.py _load_quant_or_make catches (OSError, ValueError, KeyError) "
-               "but np.load of a truncated .npz raises zipfile.BadZipFile: traceback, "
-               "exit 1")),
-    "garbage"])
+@pytest.mark.parametrize("how", ["truncated", "garbage"])
 def test_parity_corrupt_quant_file(exported, tmp_path, how):
     run = _corrupt_quant_run(exported, tmp_path / how, how)
     before = snapshot(run)
