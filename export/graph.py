@@ -105,8 +105,34 @@ class NeuronLayer:
             raise ValueError(f"layer '{self.name}': decays must lie in [0, 1]")
 
 
+class LayerLookup:
+    """Navigation shared by the float ``DeployGraph`` and the integer ``QuantGraph``."""
+
+    @property
+    def output(self):
+        return self.layers[-1]
+
+    def layer(self, name: str):
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def source_shape(self, source: str) -> tuple:
+        return self.input_shape if source == INPUT else self.layer(source).shape
+
+    def is_sequential(self) -> bool:
+        """True when every layer reads exactly the previous one (netx can express it)."""
+        prev = INPUT
+        for layer in self.layers:
+            if len(layer.connections) != 1 or layer.connections[0].source != prev:
+                return False
+            prev = layer.name
+        return True
+
+
 @dataclass(frozen=True, eq=False)
-class DeployGraph:
+class DeployGraph(LayerLookup):
     """Neuron layers in topological order; the last one is the network output."""
 
     input_shape: tuple
@@ -133,28 +159,6 @@ class DeployGraph:
             shapes[layer.name] = layer.shape
         if not self.layers:
             raise ValueError("graph has no layers")
-
-    @property
-    def output(self) -> NeuronLayer:
-        return self.layers[-1]
-
-    def layer(self, name: str) -> NeuronLayer:
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise KeyError(name)
-
-    def source_shape(self, source: str) -> tuple:
-        return self.input_shape if source == INPUT else self.layer(source).shape
-
-    def is_sequential(self) -> bool:
-        """True when every layer reads exactly the previous one (netx can express it)."""
-        prev = INPUT
-        for layer in self.layers:
-            if len(layer.connections) != 1 or layer.connections[0].source != prev:
-                return False
-            prev = layer.name
-        return True
 
     def replace(self, **changes) -> "DeployGraph":
         return dataclasses.replace(self, **changes)

@@ -79,7 +79,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Union
 
@@ -89,17 +88,11 @@ import nir
 
 from export.graph import INPUT, Connection, DeployGraph, NeuronLayer
 from kd_snn.errors import KdsnnError
+from kd_snn.io import atomic_path
 
 DT = 1e-4
 FORMAT = "kdsnn-nir/1"
 _PARAMS = ("alpha", "beta", "threshold", "bias")
-
-
-def _chmod_default(path: str) -> None:
-    """mkstemp creates 0600 files; give the final file the usual umask-based mode."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def _version() -> str:
@@ -302,17 +295,8 @@ def write_nir(graph: Union[DeployGraph, nir.NIRGraph], path, dt: float = DT) -> 
     """
     g = graph_to_nir(graph, dt) if isinstance(graph, DeployGraph) else graph
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        nir.write(tmp, g)
-        _chmod_default(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        nir.write(str(tmp), g)
     return path
 
 

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Optional, Sequence
@@ -39,6 +37,7 @@ import torch.nn.functional as tF
 
 from export.graph import INPUT, DeployGraph
 from kd_snn.errors import KdsnnError
+from kd_snn.io import atomic_path
 
 OPSET = 17
 
@@ -136,13 +135,6 @@ class StudentModule(nn.Module):
         return logits, spikes
 
 
-def _chmod_default(path: str) -> None:
-    """mkstemp creates 0600 files; give the final file the usual umask-based mode."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def _t(a) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a, dtype=np.float32))
 
@@ -160,21 +152,12 @@ class _LogitsOnly(nn.Module):
 def _atomic_export(module: nn.Module, args: tuple, path, input_names, output_names,
                    dynamic_axes, opset: int) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module, args, tmp, input_names=input_names,
-                              output_names=output_names, dynamic_axes=dynamic_axes,
-                              opset_version=opset, do_constant_folding=True, dynamo=False)
-        _chmod_default(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, warnings.catch_warnings(), \
+            contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, str(tmp), input_names=input_names,
+                          output_names=output_names, dynamic_axes=dynamic_axes,
+                          opset_version=opset, do_constant_folding=True, dynamo=False)
     return path
 
 

@@ -47,7 +47,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from export.graph import INPUT, Connection, DeployGraph
+from export.graph import INPUT, Connection, DeployGraph, LayerLookup
 from kd_snn.neurons.functional import loihi_decays
 
 MANT_MIN, MANT_MAX = -128, 127
@@ -187,7 +187,7 @@ class QuantLayer:
 
 
 @dataclass(frozen=True, eq=False)
-class QuantGraph:
+class QuantGraph(LayerLookup):
     """Integer counterpart of ``DeployGraph`` (same layer names, same topology)."""
 
     input_shape: tuple
@@ -214,19 +214,6 @@ class QuantGraph:
         if not self.layers:
             raise ValueError("graph has no layers")
 
-    @property
-    def output(self) -> QuantLayer:
-        return self.layers[-1]
-
-    def layer(self, name: str) -> QuantLayer:
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise KeyError(name)
-
-    def source_shape(self, source: str) -> tuple:
-        return self.input_shape if source == INPUT else self.layer(source).shape
-
     def depths(self) -> dict:
         """Synapses from the input to each layer; raises if paths differ (unbalanced)."""
         depth = {INPUT: 0}
@@ -239,14 +226,6 @@ class QuantGraph:
             depth[layer.name] = ds.pop()
         del depth[INPUT]
         return depth
-
-    def is_sequential(self) -> bool:
-        prev = INPUT
-        for layer in self.layers:
-            if len(layer.connections) != 1 or layer.connections[0].source != prev:
-                return False
-            prev = layer.name
-        return True
 
     def logits(self, readout_v) -> np.ndarray:
         """Float logits from the readout's integer ``v`` after T steps."""

@@ -14,7 +14,7 @@ import multiprocessing as mp
 import os
 import time
 from dataclasses import dataclass
-from typing import Optional
+
 
 import numpy as np
 import torch

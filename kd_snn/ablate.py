@@ -28,6 +28,7 @@ import contextlib
 import json
 import logging
 import os
+import resource
 import shlex
 import statistics
 import subprocess
@@ -201,7 +202,8 @@ def _result(task: Task) -> dict:
     return {"test_accuracy": m.get("test_accuracy"),
             "best_test_accuracy": m.get("best_test_accuracy"),
             "epochs": m.get("epochs"), "train_seconds": m.get("train_seconds"),
-            "wall_seconds": extra.get("wall_seconds"), "resumed": extra.get("resumed", False)}
+            "wall_seconds": extra.get("wall_seconds"),
+            "cpu_seconds": extra.get("cpu_seconds"), "resumed": extra.get("resumed", False)}
 
 
 # --------------------------------------------------------------------------- execution
@@ -237,11 +239,18 @@ def train_one(run_path, stage: str, teacher_path=None, threads: Optional[int] = 
     return final
 
 
-def _record(task: Task, wall: float) -> None:
+def _record(task: Task, wall: float, cpu: float) -> None:
+    """Accumulate the run's wall and CPU seconds (over resumes) in RUN/ablate_run.json."""
     path = task.path / "ablate_run.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
     write_json(path, {"wall_seconds": round(old.get("wall_seconds", 0.0) + wall, 2),
+                      "cpu_seconds": round(old.get("cpu_seconds", 0.0) + cpu, 2),
                       "resumed": bool(old.get("resumed") or task.resumed)})
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def _prepare(task: Task) -> None:
@@ -284,15 +293,15 @@ class Runner:
         while (task := self._ready()) is not None:
             _prepare(task)
             task.status = "running"
-            t = time.time()
+            t, cpu = time.time(), time.process_time()
             log = task.path / "ablate.log"
             try:
                 with open(log, "a") as fh, contextlib.redirect_stdout(fh):
                     train_one(task.path, task.stage, task.teacher_path, self.threads)
             except KdsnnError as exc:
-                self._finish(task, time.time() - t, error=str(exc))
+                self._finish(task, time.time() - t, time.process_time() - cpu, error=str(exc))
                 continue
-            self._finish(task, time.time() - t)
+            self._finish(task, time.time() - t, time.process_time() - cpu)
 
     def _run_processes(self) -> None:
         running: dict[Task, tuple[subprocess.Popen, float, object]] = {}
@@ -312,14 +321,16 @@ class Runner:
                     break
                 time.sleep(0.2)
                 for task, (proc, t, fh) in list(running.items()):
+                    cpu = _children_cpu()  # grows only when a child is reaped (by poll)
                     if proc.poll() is None:
                         continue
+                    cpu = _children_cpu() - cpu
                     fh.close()
                     del running[task]
                     error = None
                     if proc.returncode != 0:
                         error = _last_error(task.path / "ablate.log", proc.returncode)
-                    self._finish(task, time.time() - t, error=error)
+                    self._finish(task, time.time() - t, cpu, error=error)
         finally:
             for task, (proc, _, fh) in running.items():  # interrupted: stop our workers
                 proc.terminate()
@@ -327,8 +338,8 @@ class Runner:
                     proc.wait(timeout=10)
                 fh.close()
 
-    def _finish(self, task: Task, wall: float, error: Optional[str] = None) -> None:
-        _record(task, wall)
+    def _finish(self, task: Task, wall: float, cpu: float, error: Optional[str] = None) -> None:
+        _record(task, wall, cpu)
         if error is not None:
             task.status, task.error = "failed", error
             if task.variant == "teacher":  # same config for every run: stop at once
@@ -451,6 +462,11 @@ def _budget_text(b: dict) -> str:
             f"evaluated on the full test split")
 
 
+def _mean_of(runs: list, key: str) -> str:
+    vals = [r[key] for r in runs if r.get(key)]
+    return f"{statistics.fmean(vals):.0f}" if vals else ""
+
+
 def markdown(obj: dict) -> str:
     lines = ["# kdsnn ablation: SAMD + NLD (arXiv 2511.06902) and baselines", "",
              f"Command: `{obj['command']}`  ",
@@ -471,17 +487,16 @@ def markdown(obj: dict) -> str:
                   f"- budget (identical for every student variant): "
                   f"{_budget_text(det['budget'])}", "",
                   "| variant | objective | test acc. % (mean ± std) | n | Δ vs none (pp) "
-                  "| s / run |", "|---|---|---|---|---|---|"]
+                  "| wall s / run | CPU s / run |", "|---|---|---|---|---|---|---|"]
         base = det["summary"].get("none", {})
         for v, s in det["summary"].items():
             delta = ""
             if v not in ("none", "teacher") and s["n"] and base.get("n"):
                 delta = f"{100 * (s['mean'] - base['mean']):+.2f}"
-            walls = [r.get("wall_seconds") for r in by_key.get((d, v), [])
-                     if r["status"] == "done" and r.get("wall_seconds")]
-            secs = f"{statistics.fmean(walls):.0f}" if walls else ""
+            done = [r for r in by_key.get((d, v), []) if r["status"] == "done"]
+            secs = [_mean_of(done, k) for k in ("wall_seconds", "cpu_seconds")]
             lines.append(f"| {v} | {VARIANTS[v][0]} | {_fmt(s)} | {s['n']} | {delta} | "
-                         f"{secs} |")
+                         f"{secs[0]} | {secs[1]} |")
         failed = [r for r in obj["runs"] if r["data"] == d and r["status"] != "done"]
         for r in failed:
             lines.append(f"\n{r['variant']} seed {r['seed']}: {r['status']} ({r['error']})")

@@ -12,7 +12,6 @@ Bad input ends with one line ``kdsnn: error: ...`` and exit code 2.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys

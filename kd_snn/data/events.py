@@ -11,7 +11,6 @@ Only tonic's readers and ``ToFrame`` are used, never its download/integrity mach
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
