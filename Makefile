@@ -2,6 +2,7 @@
 #   make demo   set up .venv, then teacher -> distill -> export (lava, nir, onnx) -> parity -> report on digits
 #   make test   set up .venv, then run the test suite
 PY := .venv/bin/python
+export OMP_WAIT_POLICY ?= PASSIVE
 RUN ?= runs/demo
 
 .PHONY: setup demo test bench clean
