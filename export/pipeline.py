@@ -39,8 +39,8 @@ def sample_inputs(cfg: Config, split: str, n: Optional[int]) -> tuple[torch.Tens
     xs, ys = zip(*(ds[i] for i in range(n)))
     x = torch.stack([torch.as_tensor(v) for v in xs])
     kind = data_spec(cfg).kind
-    if kind == "event":
-        x_seq = encode(x, cfg.data.time_steps, "frames")
+    if kind == "event":  # binary spikes, as in training (kd_snn.trainer.student_input)
+        x_seq = (encode(x, cfg.data.time_steps, "frames") > 0).to(x.dtype)
     else:
         if cfg.data.encoding != "direct":
             raise KdsnnError(f"hardware export needs direct (analog) or event input; the run "

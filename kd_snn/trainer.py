@@ -130,14 +130,14 @@ def load_trained(path, expect_spiking: Optional[bool] = None) -> tuple[nn.Module
 
 # inputs ----------------------------------------------------------------------------
 def student_input(x: torch.Tensor, cfg: Config, kind: str, gen: Optional[torch.Generator]):
-    if kind == "event":  # (B, T, 2, H, W) -> (T, B, 2, H, W)
-        return encode(x, cfg.data.time_steps, "frames")
+    if kind == "event":  # (B, T, 2, H, W) -> (T, B, 2, H, W), binary as a DVS delivers spikes
+        return (encode(x, cfg.data.time_steps, "frames") > 0).to(x.dtype)
     return encode(x, cfg.data.time_steps, cfg.data.encoding, generator=gen)
 
 
 def teacher_input(x: torch.Tensor, kind: str) -> torch.Tensor:
-    """ANN teachers see the static image, or the time-average of event frames."""
-    return x.mean(1) if kind == "event" else x
+    """ANN teachers see the static image, or the time-average of binary event frames."""
+    return (x > 0).to(x.dtype).mean(1) if kind == "event" else x
 
 
 def lr_at(tc: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
