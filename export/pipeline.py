@@ -28,9 +28,7 @@ SCHEMA = "kdsnn.export/1"
 # inputs ------------------------------------------------------------------------------
 def sample_inputs(cfg: Config, split: str, n: Optional[int]) -> tuple[torch.Tensor, np.ndarray]:
     """First ``n`` samples of a split as the student sees them: ``(T, N, ...)`` + labels."""
-    from kd_snn.data.encoding import encode
-
-    from kd_snn.trainer import data_spec, open_dataset
+    from kd_snn.trainer import data_spec, open_dataset, student_input
 
     ds = open_dataset(cfg, split)
     n = len(ds) if n is None else min(int(n), len(ds))
@@ -39,13 +37,10 @@ def sample_inputs(cfg: Config, split: str, n: Optional[int]) -> tuple[torch.Tens
     xs, ys = zip(*(ds[i] for i in range(n)))
     x = torch.stack([torch.as_tensor(v) for v in xs])
     kind = data_spec(cfg).kind
-    if kind == "event":  # binary spikes, as in training (kd_snn.trainer.student_input)
-        x_seq = (encode(x, cfg.data.time_steps, "frames") > 0).to(x.dtype)
-    else:
-        if cfg.data.encoding != "direct":
-            raise KdsnnError(f"hardware export needs direct (analog) or event input; the run "
-                             f"uses '{cfg.data.encoding}' encoding")
-        x_seq = encode(x, cfg.data.time_steps, "direct")
+    if kind != "event" and cfg.data.encoding != "direct":
+        raise KdsnnError(f"hardware export needs direct (analog) or event input; the run "
+                         f"uses '{cfg.data.encoding}' encoding")
+    x_seq = student_input(x, cfg, kind, None)  # exactly what the student saw in training
     return x_seq.to(torch.float64), np.asarray(ys, dtype=np.int64)
 
 
