@@ -109,3 +109,20 @@ def test_mismatched_teacher_and_corrupt_checkpoint(demo_run, tmp_path):
 def test_existing_model_needs_force(demo_run):
     proc = kdsnn("teacher", str(demo_run))
     assert proc.returncode == 2 and "--force" in proc.stderr
+
+
+def test_spikformer_student_distils_with_samd_nld_and_export_refuses_it(demo_run, tmp_path):
+    run = tmp_path / "sf"
+    assert main(["distill", "--config", str(demo_run / "config.yaml"), str(run),
+                 "--teacher", str(demo_run / "teacher"), "--set", "student.model=spikformer",
+                 "--set", "student.model_kwargs={depth: 1, dim: 32}", "--set",
+                 "student.epochs=2", "--no-progress"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    rows = (run / "student/metrics.csv").read_text().splitlines()[1:]
+    losses = [float(r.split(",")[2]) for r in rows]
+    assert metrics["student"]["loss"] == "samd_nld" and losses[1] < losses[0]
+    assert metrics["student"]["test_accuracy"] > 0.15  # above chance (0.1) after 44 steps
+    proc = kdsnn("export", str(run), "--target", "nir")
+    assert proc.returncode == 2 and "SpikingPatchSplitting" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (run / "export" / "student.nir").exists()
