@@ -186,9 +186,17 @@ def export_run(run: RunDir, targets: list, calib_samples: int = 256,
 
         path = out / "student.nir"
         write_nir(graph, path)
-        manifest = _update_manifest(out, run, graph, "nir", [path],
-                                    {"dt": 1e-4, "note": "folded float student"})
-        log(f"nir: {path}")
+        files, extra = [path], {"dt": 1e-4, "student.nir": "folded float student"}
+        if qgraph is not None:  # exported together with quant/lava: the chip's network too
+            from .quantize import quant_to_deploy
+
+            qpath = out / "student.quant.nir"
+            write_nir(quant_to_deploy(qgraph), qpath)
+            files.append(qpath)
+            extra["student.quant.nir"] = ("Loihi fixed-point network in activation units "
+                                          "(integer weights, vth, decays du/dv)")
+        manifest = _update_manifest(out, run, graph, "nir", files, extra)
+        log(f"nir: {', '.join(str(f) for f in files)}")
     if "onnx" in targets:
         manifest = _export_onnx(run, graph, out, cfg, log)
     if "lava" in targets:

@@ -626,3 +626,44 @@ def _relay_layer(graph: DeployGraph, layer) -> QuantLayer:
                          origin)
     zeros = np.zeros(layer.shape, dtype=np.int64)
     return QuantLayer(layer.name, layer.shape, (qc,), 0, 4095, 4095, zeros, zeros, True, 1.0)
+
+
+# --------------------------------------------------------------------------------------
+# back to float: the quantized network in floating point (for NIR)
+# --------------------------------------------------------------------------------------
+def quant_to_deploy(q: QuantGraph) -> DeployGraph:
+    """The quantized network as a float ``DeployGraph`` in Loihi activation units.
+
+    Weights are the deployed integers (``m * 2**e``; graded input connections take
+    the input in [0, 1] and include the factor 255), thresholds ``vth``, biases
+    ``bias_mant << bias_exp`` / 64, decays ``(4096 - du - 1) / 4096`` and
+    ``(4096 - dv) / 4096``.  It follows the integer emulation except for Loihi's
+    truncation toward zero and the 24-bit limits, so it lets any NIR backend run
+    what the chip runs, to that precision.
+    """
+    from export.graph import NeuronLayer
+
+    layers = []
+    for ql in q.layers:
+        conns = []
+        for c in ql.connections:
+            w = c.weight.astype(np.float64) * 2.0 ** c.weight_exp
+            if c.message_bits > 0:
+                w = w * q.input_levels
+            if c.kind == "conv" and c.groups > 1:  # depthwise/grouped -> full weight
+                co, cig, kh, kw = w.shape
+                full = np.zeros((co, cig * c.groups, kh, kw))
+                per = co // c.groups
+                for g in range(c.groups):
+                    full[g * per:(g + 1) * per, g * cig:(g + 1) * cig] = w[g * per:(g + 1) * per]
+                w = full
+            conns.append(Connection(c.source, c.kind, w, stride=c.stride, padding=c.padding))
+        alpha = (4096 - ql.du - 1) / 4096 if ql.spiking else 0.0
+        beta = (4096 - ql.dv) / 4096 if ql.spiking else 1.0
+        layers.append(NeuronLayer(ql.name, ql.shape, tuple(conns),
+                                  bias=ql.bias_effective() / 64.0, alpha=alpha, beta=beta,
+                                  threshold=float(ql.vth) if ql.spiking else 1.0,
+                                  spiking=ql.spiking))
+    meta = {k: v for k, v in q.metadata.items() if k != "report"}
+    meta["quantized"] = True
+    return DeployGraph(q.input_shape, tuple(layers), q.time_steps, "direct", meta)

@@ -143,3 +143,32 @@ def test_float_spikes_mostly_kept_on_residual():
     _, s_f = run_float(graph, x, record=True)
     for name in s_f:
         assert float((s_q[name].double() == s_f[name]).double().mean()) > 0.95, name
+
+
+def test_quantized_network_as_float_graph_follows_the_emulation():
+    """quant_to_deploy (what student.quant.nir holds) tracks the integer emulation."""
+    from export.graph import run_float
+    from export.nir_io import graph_to_nir, nir_to_graph
+    from export.quantize import quant_to_deploy
+
+    torch.manual_seed(3)
+    rng = np.random.default_rng(3)
+    graph = DeployGraph((2, 6, 6), (
+        NeuronLayer("c1", (4, 6, 6), (Connection("input", "conv", rng.normal(0, 0.6, (4, 2, 3, 3)),
+                                                 padding=(1, 1)),),
+                    bias=0.05, alpha=0.0, beta=0.5, threshold=1.0),
+        NeuronLayer("c2", (6, 3, 3), (Connection("c1", "conv", rng.normal(0, 0.5, (6, 4, 3, 3)),
+                                                 stride=(2, 2), padding=(1, 1)),),
+                    bias=0.0, alpha=0.0, beta=0.75, threshold=1.0),
+        NeuronLayer("fc", (5,), (Connection("c2", "dense", rng.normal(0, 0.3, (5, 54))),),
+                    bias=0.0, alpha=0.0, beta=1.0, threshold=1.0, spiking=False)),
+        time_steps=4)
+    x = torch.rand(4, 32, 2, 6, 6, dtype=torch.float64)
+    q = quantize(graph, x)
+    back = nir_to_graph(graph_to_nir(quant_to_deploy(q)))
+    logits, spikes = run_float(back, x, record=True)
+    v, spikes_q = emulate(q, encode_input(x))
+    for name in ("c1", "c2"):
+        agree = (spikes[name].numpy() == spikes_q[name].numpy()).mean()
+        assert agree > 0.95, (name, agree)
+    assert (logits.argmax(1).numpy() == np.asarray(v).argmax(1)).mean() > 0.8
