@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--set", "teacher.epochs=2", "--set", "student.epochs=2", "--set", "data.batch_size=64",
         "--set", "teacher.width=1", "--set", "student.width=1", "--no-progress"]
 ARTIFACTS = ("manifest.json", "student.quant.npz", "quantize.json", "quantize.md",
-             "student.nir", "student.onnx", "teacher.onnx", "student.net")
+             "student.nir", "student.quant.nir", "student.onnx", "teacher.onnx", "student.net")
 EXPORT = ["--target", "all", "--calib", "128"]  # 128 calibration images: quicker, still fine
 PNG = b"\x89PNG\r\n\x1a\n"
 
