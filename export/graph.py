@@ -121,6 +121,26 @@ class LayerLookup:
     def source_shape(self, source: str) -> tuple:
         return self.input_shape if source == INPUT else self.layer(source).shape
 
+    def check_topology(self, check_connection=None) -> None:
+        """Unique names, sources defined before use, connection shapes that fit."""
+        shapes = {INPUT: self.input_shape}
+        for layer in self.layers:
+            if layer.name in shapes:
+                raise ValueError(f"duplicate layer name '{layer.name}'")
+            for conn in layer.connections:
+                if conn.source not in shapes:
+                    raise ValueError(f"layer '{layer.name}' reads '{conn.source}', "
+                                     "which is not an earlier layer")
+                got = conn.out_shape(shapes[conn.source])
+                if got != layer.shape:
+                    raise ValueError(f"connection {conn.source}->{layer.name} gives shape "
+                                     f"{got}, layer has {layer.shape}")
+                if check_connection is not None:
+                    check_connection(conn)
+            shapes[layer.name] = layer.shape
+        if not self.layers:
+            raise ValueError("graph has no layers")
+
     def is_sequential(self) -> bool:
         """True when every layer reads exactly the previous one (netx can express it)."""
         prev = INPUT
@@ -144,21 +164,7 @@ class DeployGraph(LayerLookup):
     def __post_init__(self):
         object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
         object.__setattr__(self, "layers", tuple(self.layers))
-        shapes = {INPUT: self.input_shape}
-        for layer in self.layers:
-            if layer.name in shapes:
-                raise ValueError(f"duplicate layer name '{layer.name}'")
-            for conn in layer.connections:
-                if conn.source not in shapes:
-                    raise ValueError(f"layer '{layer.name}' reads '{conn.source}', "
-                                     "which is not an earlier layer")
-                got = conn.out_shape(shapes[conn.source])
-                if got != layer.shape:
-                    raise ValueError(f"connection {conn.source}->{layer.name} gives shape "
-                                     f"{got}, layer has {layer.shape}")
-            shapes[layer.name] = layer.shape
-        if not self.layers:
-            raise ValueError("graph has no layers")
+        self.check_topology()
 
     def replace(self, **changes) -> "DeployGraph":
         return dataclasses.replace(self, **changes)

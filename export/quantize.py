@@ -186,6 +186,11 @@ class QuantLayer:
         return np.left_shift(self.bias_mant, self.bias_exp)
 
 
+def _check_graded(conn) -> None:
+    if (conn.source == INPUT) != (conn.message_bits > 0):
+        raise ValueError("graded (message_bits > 0) exactly for input connections")
+
+
 @dataclass(frozen=True, eq=False)
 class QuantGraph(LayerLookup):
     """Integer counterpart of ``DeployGraph`` (same layer names, same topology)."""
@@ -199,20 +204,7 @@ class QuantGraph(LayerLookup):
     def __post_init__(self):
         object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
         object.__setattr__(self, "layers", tuple(self.layers))
-        shapes = {INPUT: self.input_shape}
-        for layer in self.layers:
-            if layer.name in shapes:
-                raise ValueError(f"duplicate layer name '{layer.name}'")
-            for conn in layer.connections:
-                if conn.source not in shapes:
-                    raise ValueError(f"layer '{layer.name}' reads unknown '{conn.source}'")
-                if conn.out_shape(shapes[conn.source]) != layer.shape:
-                    raise ValueError(f"connection {conn.source}->{layer.name}: shape mismatch")
-                if (conn.source == INPUT) != (conn.message_bits > 0):
-                    raise ValueError("graded (message_bits > 0) exactly for input connections")
-            shapes[layer.name] = layer.shape
-        if not self.layers:
-            raise ValueError("graph has no layers")
+        self.check_topology(_check_graded)
 
     def depths(self) -> dict:
         """Synapses from the input to each layer; raises if paths differ (unbalanced)."""
