@@ -96,6 +96,21 @@ inline S surr(S u, S c1, S c2) {
   }
 }
 
+// Pre-reset membrane of one step; the forward and the backward's recompute share it, so
+// both round identically (the backward relies on reproducing the forward bit for bit).
+template <typename S, bool PLAIN, bool BIAS>
+inline S membrane(S v, S& cur, S x, S a, S b, S c) {
+  S vv;
+  if constexpr (PLAIN) {
+    vv = b * v + x;
+  } else {
+    cur = a * cur + x;
+    vv = b * v + cur;
+  }
+  if constexpr (BIAS) vv = vv + c;
+  return vv;
+}
+
 // Parameters are single values (VEC = false) or arrays of length P (VEC = true): neuron j
 // of a time step (N per step) uses index j % P.  Work item w = (o, block of q), j = o*P + q.
 template <typename S, bool PLAIN, bool VEC, bool BIAS>
@@ -120,15 +135,7 @@ void fwd_impl(const S* __restrict x, S* __restrict s, const S* __restrict al,
       S* __restrict st = s + t * N + base;
       for (int64_t k = 0; k < len; ++k) {
         const int64_t p = VEC ? k : 0;
-        S vv;
-        if constexpr (PLAIN) {
-          vv = b_[p] * v[k] + xt[k];
-        } else {
-          const S c = a_[p] * cur[k] + xt[k];
-          cur[k] = c;
-          vv = b_[p] * v[k] + c;
-        }
-        if constexpr (BIAS) vv = vv + c_[p];
+        const S vv = membrane<S, PLAIN, BIAS>(v[k], cur[k], xt[k], a_[p], b_[p], c_[p]);
         const S sp = (S)((vv - t_[p]) > S(0));
         st[k] = sp;
         v[k] = vv * (S(1) - sp);
@@ -168,15 +175,7 @@ void bwd_impl(const S* __restrict x, const S* __restrict gs, S* __restrict gx,
         S* __restrict ut = ub + t * BLK;
         for (int64_t k = 0; k < len; ++k) {
           const int64_t p = VEC ? k : 0;
-          S vv;
-          if constexpr (PLAIN) {
-            vv = b_[p] * v[k] + xt[k];
-          } else {
-            const S c = a_[p] * cur[k] + xt[k];
-            cur[k] = c;
-            vv = b_[p] * v[k] + c;
-          }
-          if constexpr (BIAS) vv = vv + c_[p];
+          const S vv = membrane<S, PLAIN, BIAS>(v[k], cur[k], xt[k], a_[p], b_[p], c_[p]);
           const S u = vv - t_[p];
           ut[k] = u;
           v[k] = vv * (S(1) - (S)(u > S(0)));
