@@ -475,7 +475,10 @@ def markdown(obj: dict) -> str:
              + f"; seeds {' '.join(map(str, obj['seeds']))}; {obj['jobs']} job(s) x "
              f"{obj['threads_per_job']} thread(s).  ",
              "Metric: top-1 accuracy on the full test split after the last epoch; "
-             "mean ± sample std over seeds (n runs); Δ = difference of means to `none`.", ""]
+             "mean ± sample std over seeds (n runs); Δ = difference of means to `none`.  ",
+             f"Compute: {sum(r.get('cpu_seconds') or 0 for r in obj['runs']):.0f} CPU s over "
+             f"all runs; the last invocation took {obj['elapsed_seconds_this_invocation']:.0f} "
+             f"s wall.", ""]
     by_key = {}
     for r in obj["runs"]:
         by_key.setdefault((r["data"], r["variant"]), []).append(r)
@@ -489,7 +492,8 @@ def markdown(obj: dict) -> str:
                   "| variant | objective | test acc. % (mean ± std) | n | Δ vs none (pp) "
                   "| wall s / run | CPU s / run |", "|---|---|---|---|---|---|---|"]
         base = det["summary"].get("none", {})
-        for v, s in det["summary"].items():
+        for v in [v for v in VARIANTS if v in det["summary"]]:  # JSON keys come sorted
+            s = det["summary"][v]
             delta = ""
             if v not in ("none", "teacher") and s["n"] and base.get("n"):
                 delta = f"{100 * (s['mean'] - base['mean']):+.2f}"
