@@ -586,18 +586,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == [WORKER]:
         return _worker(argv[1:])
-    parser = argparse.ArgumentParser(prog="kdsnn")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    args = parser.parse_args(argv if argv[:1] == ["ablate"] else ["ablate", *argv])
-    try:
-        return command(args)
-    except KdsnnError as exc:
-        print(f"kdsnn: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("kdsnn: interrupted (rerun the same command to resume)", file=sys.stderr)
-        return 130
+    from .cli import main as cli_main  # one place handles errors and Ctrl-C
+    return cli_main(argv if argv[:1] == ["ablate"] else ["ablate", *argv])
 
 
 if __name__ == "__main__":

@@ -325,7 +325,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"kdsnn: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("kdsnn: interrupted", file=sys.stderr)
+        hint = ("rerun the same command to resume" if args.command == "ablate" else
+                "checkpoints are kept: --resume continues training")
+        print(f"kdsnn: interrupted ({hint})", file=sys.stderr)
         return 130
 
 
