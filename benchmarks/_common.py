@@ -61,6 +61,14 @@ def peak_rss_bytes() -> int:
     return 0
 
 
+def peak_delta_mb(step: Callable[[], None]) -> float:
+    """Peak RSS growth (MB) over one call of ``step`` (nan where the peak cannot be reset)."""
+    before = rss_bytes()
+    ok = reset_peak_rss()
+    step()
+    return (peak_rss_bytes() - before) / 1e6 if ok else float("nan")
+
+
 def time_iters(step: Callable[[], None], iters: int, warmup: int = 3,
                cpu: Optional[list] = None) -> list[float]:
     """Wall ms per step; if ``cpu`` is a list, also append process CPU ms per step

@@ -155,10 +155,7 @@ def worker(lib, mode, iters, profile):
         step()
         step()
         gc.collect()
-        before = C.rss_bytes()
-        ok = C.reset_peak_rss()
-        step()
-        res["peak_delta_mb"] = (C.peak_rss_bytes() - before) / 1e6 if ok else float("nan")
+        res["peak_delta_mb"] = C.peak_delta_mb(step)
     return res
 
 

@@ -97,10 +97,7 @@ def worker(lib: str, mode: str, iters: int) -> dict:
             step()
         xn.grad = None
         gc.collect()
-        before = C.rss_bytes()
-        ok = C.reset_peak_rss()
-        step()
-        res["peak_delta_mb"] = (C.peak_rss_bytes() - before) / 1e6 if ok else float("nan")
+        res["peak_delta_mb"] = C.peak_delta_mb(step)
         xn.grad = None
         res["saved_mb"] = C.saved_bytes(lambda: p.native(xn))[0] / 1e6
     return res
