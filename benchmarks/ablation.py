@@ -21,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from kd_snn import ablate  # noqa: E402
+from kdsnn.cli import main as kdsnn_main  # noqa: E402
 
 
 def main() -> int:
@@ -31,7 +31,7 @@ def main() -> int:
     p.add_argument("--save", action="store_true",
                    help="copy the results to benchmarks/results/ablation_fmnist.{md,json}")
     args = p.parse_args()
-    rc = ablate.main([args.out, "--data", "both", "--seeds", "0", "1", "2",
+    rc = kdsnn_main(["ablate", args.out, "--data", "both", "--seeds", "0", "1", "2",
                       "--jobs", str(args.jobs)])
     out = Path(args.out)
     if (out / "ablation.md").is_file():

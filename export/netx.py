@@ -38,7 +38,7 @@ import numpy as np
 
 from export.graph import INPUT, DeployGraph
 from export.quantize import QuantGraph, QuantLayer, quantize
-from kd_snn.io import atomic_path
+from kd_snn.io import hdf5_bytes, write_bytes
 
 NETX_DENSE_EXP = (0, 1)
 NETX_BIAS_EXP_MIN = 6
@@ -106,51 +106,53 @@ def write_netx(q: QuantGraph, path, description: Optional[str] = None) -> Path:
     if probs:
         raise ValueError("cannot write netx: " + "; ".join(probs))
     path = Path(path)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            if description:
-                f.attrs["description"] = description
-            f.attrs["time_steps"] = q.time_steps
-            f.attrs["input_levels"] = q.input_levels
-            layers = f.create_group("layer")
-            idx = 0
 
-            def new(kind):
-                nonlocal idx
-                g = layers.create_group(str(idx))
-                _str(g, "type", kind)
-                idx += 1
-                return g
+    def fill(f):
+        if description:
+            f.attrs["description"] = description
+        f.attrs["time_steps"] = q.time_steps
+        f.attrs["input_levels"] = q.input_levels
+        layers = f.create_group("layer")
+        idx = 0
 
-            g = new("input")
-            g.create_dataset("shape", data=np.asarray(q.input_shape, dtype=np.int64))
-            prev_shape = q.input_shape
-            for layer in q.layers:
-                conn = layer.connections[0]
-                weight, groups = conn.grouped_weight()  # netx's Conv: groups is int8
-                w = (weight << conn.weight_exp).astype(np.float64)
-                bias = netx_bias(layer)
-                if conn.kind == "conv":
-                    g = new("conv")
-                    g.create_dataset("shape", data=np.asarray(layer.shape, dtype=np.int64))
-                    g.create_dataset("weight", data=w)
-                    g.create_dataset("stride", data=np.asarray(conn.stride, dtype=np.int64))
-                    g.create_dataset("padding", data=np.asarray(conn.padding, dtype=np.int64))
-                    g.create_dataset("dilation", data=np.asarray((1, 1), dtype=np.int64))
-                    g.create_dataset("groups", data=np.int64(groups))
-                    per_ch = bias.reshape(bias.shape[0], -1)
-                    if (per_ch == per_ch[:, :1]).all():
-                        b = per_ch[:, 0]
-                    else:
-                        b = bias.transpose(2, 1, 0)  # netx neuron order (W, H, C)
+        def new(kind):
+            nonlocal idx
+            g = layers.create_group(str(idx))
+            _str(g, "type", kind)
+            idx += 1
+            return g
+
+        g = new("input")
+        g.create_dataset("shape", data=np.asarray(q.input_shape, dtype=np.int64))
+        prev_shape = q.input_shape
+        for layer in q.layers:
+            conn = layer.connections[0]
+            weight, groups = conn.grouped_weight()  # netx's Conv: groups is int8
+            w = (weight << conn.weight_exp).astype(np.float64)
+            bias = netx_bias(layer)
+            if conn.kind == "conv":
+                g = new("conv")
+                g.create_dataset("shape", data=np.asarray(layer.shape, dtype=np.int64))
+                g.create_dataset("weight", data=w)
+                g.create_dataset("stride", data=np.asarray(conn.stride, dtype=np.int64))
+                g.create_dataset("padding", data=np.asarray(conn.padding, dtype=np.int64))
+                g.create_dataset("dilation", data=np.asarray((1, 1), dtype=np.int64))
+                g.create_dataset("groups", data=np.int64(groups))
+                per_ch = bias.reshape(bias.shape[0], -1)
+                if (per_ch == per_ch[:, :1]).all():
+                    b = per_ch[:, 0]
                 else:
-                    if len(prev_shape) == 3:
-                        new("flatten")
-                    g = new("dense")
-                    g.create_dataset("shape", data=np.asarray(layer.shape, dtype=np.int64))
-                    g.create_dataset("weight", data=w)
-                    b = bias
-                g.create_dataset("bias", data=np.asarray(b, dtype=np.float64))
-                _neuron(g, layer)
-                prev_shape = layer.shape
+                    b = bias.transpose(2, 1, 0)  # netx neuron order (W, H, C)
+            else:
+                if len(prev_shape) == 3:
+                    new("flatten")
+                g = new("dense")
+                g.create_dataset("shape", data=np.asarray(layer.shape, dtype=np.int64))
+                g.create_dataset("weight", data=w)
+                b = bias
+            g.create_dataset("bias", data=np.asarray(b, dtype=np.float64))
+            _neuron(g, layer)
+            prev_shape = layer.shape
+
+    write_bytes(path, hdf5_bytes(fill))  # built in memory: see kd_snn.io.hdf5_bytes
     return path

@@ -76,6 +76,8 @@ file, is an error) and derives them when absent (foreign files).
 """
 from __future__ import annotations
 
+import io
+
 import json
 import os
 import re
@@ -88,7 +90,7 @@ import nir
 
 from export.graph import INPUT, Connection, DeployGraph, NeuronLayer
 from kd_snn.errors import KdsnnError
-from kd_snn.io import atomic_path
+from kd_snn.io import write_bytes
 
 DT = 1e-4
 FORMAT = "kdsnn-nir/1"
@@ -295,8 +297,9 @@ def write_nir(graph: Union[DeployGraph, nir.NIRGraph], path, dt: float = DT) -> 
     """
     g = graph_to_nir(graph, dt) if isinstance(graph, DeployGraph) else graph
     path = Path(path)
-    with atomic_path(path) as tmp:
-        nir.write(str(tmp), g)
+    buf = io.BytesIO()  # in memory: h5py must never meet a full disk (see kd_snn.io.hdf5_bytes)
+    nir.write(buf, g)
+    write_bytes(path, buf.getvalue())
     return path
 
 
@@ -370,6 +373,15 @@ def _restore(node, derived: tuple, name: str) -> dict:
 
 
 def nir_to_graph(source: Union[nir.NIRGraph, str, os.PathLike]) -> DeployGraph:
+    """A DeployGraph from a NIR graph or file; what kdsnn cannot express is a KdsnnError."""
+    try:
+        return _nir_to_graph(source)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise KdsnnError(f"NIR import: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                         ) from None
+
+
+def _nir_to_graph(source: Union[nir.NIRGraph, str, os.PathLike]) -> DeployGraph:
     """Load a NIR graph (object or file) back into a DeployGraph."""
     g = source if isinstance(source, nir.NIRGraph) else read_nir(source)
     meta = dict(g.metadata or {})

@@ -16,6 +16,7 @@ import torch
 from kd_snn.checkpoint import versions
 from kd_snn.config import Config
 from kd_snn.errors import KdsnnError
+from kd_snn import io as kio
 from kd_snn.io import sha256_file, write_json, write_text
 from kd_snn.rundir import RunDir
 
@@ -63,7 +64,7 @@ def load_student(run: RunDir):
     return model, meta, graph
 
 
-def quantize_run(run: RunDir, graph: DeployGraph, calib_samples: int = 256):
+def quantize_run(run: RunDir, graph: DeployGraph, calib_samples: int = 256, log=None):
     """Balance latency, quantize with calibration data from the training set.
 
     Sequential graphs are quantized within what netx HDF5 can express exactly, so
@@ -77,18 +78,22 @@ def quantize_run(run: RunDir, graph: DeployGraph, calib_samples: int = 256):
     calib, _ = sample_inputs(cfg, "train", calib_samples)
     balanced = balance_latency(graph)
     if balanced.is_sequential():
-        return balanced, quantize_for_netx(balanced, calib)
-    return balanced, quantize(balanced, calib)
+        return balanced, quantize_for_netx(balanced, calib, log=log)
+    return balanced, quantize(balanced, calib, log=log)
 
 
 def quantized_accuracy(graph: DeployGraph, qgraph, x_seq: torch.Tensor, labels: np.ndarray,
-                       batch: int = 128) -> dict:
+                       batch: int = 128, progress: bool = False) -> dict:
     """Test accuracy of the float graph and of its integer emulation."""
+    from kd_snn.progress import progress as make_progress
+
     from .emulate import emulate
     from .quantize import encode_input
 
     correct_f = correct_q = agree = 0
-    for a in range(0, x_seq.shape[1], batch):
+    starts = range(0, x_seq.shape[1], batch)
+    for a in make_progress(desc="accuracy (float + emulation)", unit="batch", iterable=starts,
+                           enabled=progress, every=10):
         xb, yb = x_seq[:, a:a + batch], labels[a:a + batch]
         pf = run_float(graph, xb)[0].argmax(1).numpy()
         v, _ = emulate(qgraph, encode_input(xb), record=False)
@@ -125,14 +130,21 @@ def quant_markdown(qgraph, acc: dict) -> str:
 
 
 # manifest ----------------------------------------------------------------------------
-def _update_manifest(out: Path, run: RunDir, graph: DeployGraph, target: str, files: list,
-                     extra: dict) -> dict:
+def read_manifest(out: Path) -> dict:
+    """The export manifest (as the open transaction will publish it); {} when none."""
     path = out / "manifest.json"
-    manifest = json.loads(path.read_text()) if path.is_file() else {}
+    return kio.read_json_object(path, "manifest object") if kio.exists(path) else {}
+
+
+def _update_manifest(out: Path, run: RunDir, graph: DeployGraph, target: str, files: list,
+                     extra: dict, source_sha256: str) -> dict:
+    path = out / "manifest.json"
+    manifest = read_manifest(out)
     src = run.model_path("student")
     manifest.update({
         "schema": SCHEMA,
-        "source": {"checkpoint": str(src.relative_to(run.path)), "sha256": sha256_file(src)},
+        # the hash of the very bytes the export was made from (not of the file afterwards)
+        "source": {"checkpoint": str(src.relative_to(run.path)), "sha256": source_sha256},
         "versions": versions(),
         "input_shape": list(graph.input_shape), "time_steps": graph.time_steps,
         "encoding": graph.encoding,
@@ -150,26 +162,37 @@ def _scales(qgraph) -> dict:
                      "dv": int(l.dv)} for l in qgraph.layers}
 
 
-def export_run(run: RunDir, targets: list, calib_samples: int = 256,
-               eval_samples: Optional[int] = None, log=print) -> dict:
+def check_targets(targets: list) -> list:
     unknown = [t for t in targets if t not in TARGETS + ("all",)]
     if unknown:
         raise KdsnnError(f"unknown export target '{unknown[0]}' (choose from "
                          f"{', '.join(TARGETS)}, all)")
-    if "all" in targets:
-        targets = list(TARGETS)
+    return list(TARGETS) if "all" in targets else list(targets)
+
+
+def export_run(run: RunDir, targets: list, calib_samples: int = 256,
+               eval_samples: Optional[int] = None, log=print, progress: bool = True) -> dict:
+    """Export the run's student; all files are published together (one transaction)."""
+    with kio.transaction():
+        return _export_run(run, check_targets(targets), calib_samples, eval_samples, log,
+                           progress)
+
+
+def _export_run(run, targets, calib_samples, eval_samples, log, progress) -> dict:
     model, meta, graph = load_student(run)
     cfg = run.load_config()
     out = run.subdir("export")
-    out.mkdir(parents=True, exist_ok=True)
+    read_manifest(out)  # a corrupt manifest is refused before any work
+    source_sha = meta["file_sha256"]
     manifest = {}
     qgraph = balanced = None
     if "quant" in targets or "lava" in targets:
         from .quantize import save_quant
 
-        balanced, qgraph = quantize_run(run, graph, calib_samples)
+        balanced, qgraph = quantize_run(run, graph, calib_samples,
+                                        log=log if progress else None)
         x_test, y_test = sample_inputs(cfg, "test", eval_samples)
-        acc = quantized_accuracy(balanced, qgraph, x_test, y_test)
+        acc = quantized_accuracy(balanced, qgraph, x_test, y_test, progress=progress)
         qpath = out / "student.quant.npz"
         save_quant(qpath, qgraph)
         write_json(out / "quantize.json", {"accuracy": acc, "layers": qgraph.metadata.get(
@@ -177,7 +200,7 @@ def export_run(run: RunDir, targets: list, calib_samples: int = 256,
         write_text(out / "quantize.md", quant_markdown(qgraph, acc))
         manifest = _update_manifest(out, run, graph, "quant",
                                     [qpath, out / "quantize.json", out / "quantize.md"],
-                                    {"accuracy": acc, "scales": _scales(qgraph)})
+                                    {"accuracy": acc, "scales": _scales(qgraph)}, source_sha)
         run.update_metrics("quantized", acc)
         log(f"quantized: float {acc['float'] * 100:.2f}% -> Loihi fixed point "
             f"{acc['quantized'] * 100:.2f}% on {acc['samples']} test samples  -> {qpath}")
@@ -195,16 +218,16 @@ def export_run(run: RunDir, targets: list, calib_samples: int = 256,
             files.append(qpath)
             extra["student.quant.nir"] = ("Loihi fixed-point network in activation units "
                                           "(integer weights, vth, decays du/dv)")
-        manifest = _update_manifest(out, run, graph, "nir", files, extra)
+        manifest = _update_manifest(out, run, graph, "nir", files, extra, source_sha)
         log(f"nir: {', '.join(str(f) for f in files)}")
     if "onnx" in targets:
-        manifest = _export_onnx(run, graph, out, cfg, log)
+        manifest = _export_onnx(run, graph, out, cfg, log, source_sha)
     if "lava" in targets:
-        manifest = _export_lava(run, graph, qgraph, out, log)
+        manifest = _export_lava(run, graph, qgraph, out, log, source_sha)
     return manifest
 
 
-def _export_onnx(run, graph, out, cfg, log) -> dict:
+def _export_onnx(run, graph, out, cfg, log, source_sha) -> dict:
     from kd_snn.trainer import load_trained
 
     from .onnx_export import StudentModule, check_onnx, export_onnx_student, export_onnx_teacher
@@ -218,7 +241,7 @@ def _export_onnx(run, graph, out, cfg, log) -> dict:
     x_in = x_seq[0].float() if static else x_seq.float()
     with torch.no_grad():
         expected = module(x_in.to(torch.float32) if static else x_in)
-    checks["student_max_abs_diff"] = check_onnx(spath, [x_in.numpy()], expected)
+    checks["student_max_abs_diff"] = check_onnx(kio.current_path(spath), [x_in.numpy()], expected)
     files.append(spath)
     if run.has_model("teacher"):
         teacher, _ = load_trained(run.model_path("teacher"), expect_spiking=False)
@@ -227,14 +250,14 @@ def _export_onnx(run, graph, out, cfg, log) -> dict:
         export_onnx_teacher(teacher.float(), tuple(tin.shape[1:]), tpath)
         with torch.no_grad():
             texp = teacher.float().eval()(tin)
-        checks["teacher_max_abs_diff"] = check_onnx(tpath, [tin.numpy()], texp)
+        checks["teacher_max_abs_diff"] = check_onnx(kio.current_path(tpath), [tin.numpy()], texp)
         files.append(tpath)
     log(f"onnx: {', '.join(str(f) for f in files)} (onnxruntime max abs diff: "
         + ", ".join(f"{k.split('_')[0]} {v:.2e}" for k, v in checks.items()) + ")")
-    return _update_manifest(out, run, graph, "onnx", files, {"onnxruntime": checks})
+    return _update_manifest(out, run, graph, "onnx", files, {"onnxruntime": checks}, source_sha)
 
 
-def _export_lava(run, graph, qgraph, out, log) -> dict:
+def _export_lava(run, graph, qgraph, out, log, source_sha) -> dict:
     from .netx import netx_problems, write_netx
 
     files = [out / "student.quant.npz"]
@@ -249,7 +272,7 @@ def _export_lava(run, graph, qgraph, out, log) -> dict:
     else:
         extra["netx"] = None
         extra["netx_unsupported"] = problems[0]
-    manifest = _update_manifest(out, run, graph, "lava", files, extra)
+    manifest = _update_manifest(out, run, graph, "lava", files, extra, source_sha)
     what = "netx HDF5 student.net + " if extra["netx"] else ""
     log(f"lava: {what}process network from student.quant.npz in {out}"
         + ("" if extra["netx"] else f" (netx cannot express it: {problems[0]})"))

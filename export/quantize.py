@@ -514,7 +514,7 @@ def quantize(graph: DeployGraph, calib_x: Optional[torch.Tensor] = None, *,
              headroom: float = 0.5, weight_exp_range: tuple = DEFAULT_EXP_RANGE,
              conv_exp_min: int = 0, dense_exp_range: Optional[tuple] = None,
              bias_exp_min: int = 0, max_halvings: int = 8,
-             relays: Optional[set] = None) -> QuantGraph:
+             relays: Optional[set] = None, log=None) -> QuantGraph:
     """Quantize ``graph`` for Loihi (see module docstring).
 
     ``calib_x``: optional float input ``(T, B, *input_shape)`` in [0, 1] for statistics
@@ -525,6 +525,9 @@ def quantize(graph: DeployGraph, calib_x: Optional[torch.Tensor] = None, *,
     weight 1, du = dv = 4095, vth = 0.
     """
     relays = set(relays or ()) | set(graph.metadata.get("relays", ()))
+    log = log or (lambda text: None)
+    if calib_x is not None:
+        log(f"quantize: calibration statistics on {calib_x.shape[1]} samples")
     calib = float_stats(graph, calib_x) if calib_x is not None else None
     stats = calib["stats"] if calib else _worst_case_stats(graph)
     scales, bounds = {}, {}
@@ -560,11 +563,13 @@ def quantize(graph: DeployGraph, calib_x: Optional[torch.Tensor] = None, *,
     if calib is not None:
         from export.emulate import emulate
         x_int = encode_input(calib_x)
-        for _ in range(max_halvings + 1):
+        for attempt in range(max_halvings + 1):
             emu_stats: dict = {}
             v_out, spikes = emulate(qg, x_int, record=True, stats=emu_stats)
             bad = [n for n, s in emu_stats.items()
                    if n in scales and s["overflow"] and halvings[n] < max_halvings]
+            log(f"quantize: scale search pass {attempt + 1}/{max_halvings + 1}: "
+                + (f"halving {len(bad)} overflowing layer(s)" if bad else "no overflow"))
             if not bad:
                 break
             for n in bad:

@@ -229,7 +229,9 @@ def plot(result: dict, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from kd_snn.io import atomic_path
+    import io
+
+    from kd_snn.io import write_bytes
 
     names = [l["name"] for l in result["layers"]]
     x = np.arange(len(names))
@@ -245,6 +247,7 @@ def plot(result: dict, path) -> None:
     ax.set_title("Per-layer spike agreement with Lava fixed_pt")
     ax.legend(loc="lower left")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
+    buf = io.BytesIO()  # rendered in memory: a full disk is then one write error, not a traceback
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
     plt.close(fig)
+    write_bytes(path, buf.getvalue())

@@ -23,7 +23,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from kd_snn.io import write_bytes, write_json, write_text
+from kd_snn.io import remove, transaction, write_bytes, write_json, write_text
 
 from .energy import (GraphStats, analyze_graph, energy, energy_ratio, load_profile,
                      teacher_energy, teacher_macs)
@@ -435,18 +435,18 @@ def build_report(out_dir, stats, *, teacher_macs: Optional[Mapping[str, int]] = 
                   "plots": [p for p in PLOT_FILES if p in pngs],
                   "html": "report.html" if html else None},
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in PLOT_FILES:  # no stale plot from an earlier call survives
-        if name not in pngs and (out_dir / name).is_file():
-            (out_dir / name).unlink()
-    for name, data in pngs.items():
-        write_bytes(out_dir / name, data)
-    write_text(out_dir / "report.md", _markdown(rep))
-    if html:
-        write_text(out_dir / "report.html", _html_page(rep, pngs))
-    elif (out_dir / "report.html").is_file():
-        (out_dir / "report.html").unlink()
-    write_json(out_dir / "report.json", rep)
+    with transaction():  # all files of the report, or none
+        for name in PLOT_FILES:  # no stale plot from an earlier call survives
+            if name not in pngs and (out_dir / name).is_file():
+                remove(out_dir / name)
+        for name, data in pngs.items():
+            write_bytes(out_dir / name, data)
+        write_text(out_dir / "report.md", _markdown(rep))
+        if html:
+            write_text(out_dir / "report.html", _html_page(rep, pngs))
+        elif (out_dir / "report.html").is_file():
+            remove(out_dir / "report.html")
+        write_json(out_dir / "report.json", rep)
     return rep
 
 

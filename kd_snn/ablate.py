@@ -23,13 +23,11 @@ each with ``max(1, cores // N)`` torch threads; students wait for their teacher.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
 import os
 import resource
-import shlex
 import statistics
 import subprocess
 import sys
@@ -231,9 +229,10 @@ def train_one(run_path, stage: str, teacher_path=None, threads: Optional[int] = 
     if threads:
         torch.set_num_threads(int(threads))
     try:
-        resume = run.state_path(stage).is_file()
-        final = Stage(run, cfg, stage, teacher_path=teacher_path, progress=False,
-                      fail_at_step=_fail_at()).fit(resume=resume)
+        with run.lock():
+            resume = run.state_path(stage).is_file()
+            final = Stage(run, cfg, stage, teacher_path=teacher_path, progress=False,
+                          fail_at_step=_fail_at()).fit(resume=resume)
     finally:
         torch.set_num_threads(previous)
     return final
@@ -508,69 +507,6 @@ def markdown(obj: dict) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- command
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "ablate", help="the paper's ablations: every variant x seed at one fixed budget",
-        description="Train one teacher per seed and one student per distillation variant "
-        "(same budget), write OUT/ablation.json and OUT/ablation.md as runs finish. "
-        "Rerun to resume.")
-    p.add_argument("out", help="output directory (one run directory per variant and seed)")
-    p.add_argument("--data", nargs="+", default=["both"], metavar="NAME",
-                   help="fashion_mnist, fashion_mnist_events or both (default); any "
-                        "registered data set works")
-    p.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS), metavar="S",
-                   help="seeds (default 0 1 2)")
-    p.add_argument("--variants", nargs="+", metavar="V",
-                   help=f"subset of {', '.join(VARIANTS)} (default all; teacher always runs)")
-    p.add_argument("--config", help="base config for every data set (default: "
-                                    f"{BASE_STATIC} / {BASE_EVENT} by data kind)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override applied to every run, e.g. --set student.epochs=1")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="runs in parallel (worker processes, cores // jobs threads each)")
-    return p
-
-
-def command(args) -> int:
-    logging.getLogger("kdsnn").setLevel(logging.INFO)  # train.log of every stage
-    if args.jobs < 1:
-        raise KdsnnError(f"--jobs must be >= 1, got {args.jobs}")
-    _check_overrides(args.overrides)
-    datasets = _datasets(args.data)
-    seeds = _seeds(args.seeds)
-    variants = _variants(args.variants)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise KdsnnError(f"'{out}' exists and is not a directory")
-    tasks = plan(out, datasets, seeds, variants, args.config, args.overrides)
-    for task in tasks:
-        _check_existing(task)
-    cmd = ["kdsnn", "ablate", str(out), "--data", *args.data, "--seeds", *map(str, seeds)]
-    if args.variants:
-        cmd += ["--variants", *args.variants]
-    if args.config:
-        cmd += ["--config", args.config]
-    for o in args.overrides:
-        cmd += ["--set", o]
-    if args.jobs != 1:
-        cmd += ["--jobs", str(args.jobs)]
-    meta = {"command": shlex.join(cmd), "datasets": datasets, "seeds": seeds,
-            "variants": variants, "overrides": list(args.overrides), "config": args.config}
-    skipped = sum(t.status == "done" for t in tasks)
-    print(f"ablation: {len(tasks)} runs ({skipped} already finished) in '{out}', "
-          f"{args.jobs} job(s)", flush=True)
-    runner = Runner(out, tasks, args.jobs, meta, echo=lambda s: print(s, flush=True))
-    runner.run()
-    print(f"tables: {out / 'ablation.md'}  ({time.time() - runner.t0:.0f} s)", flush=True)
-    bad = [t for t in tasks if t.status != "done"]
-    if bad:
-        raise KdsnnError(f"{len(bad)} run(s) did not finish, first: {bad[0].key} "
-                         f"({bad[0].error})")
-    return 0
-
-
 def _worker(argv: list[str]) -> int:
     run_path, stage, teacher, threads = argv
     logging.getLogger("kdsnn").setLevel(logging.INFO)
@@ -583,11 +519,14 @@ def _worker(argv: list[str]) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """``python -m kd_snn.ablate _worker ...``: one run in a worker process (the command
+    itself is ``kdsnn ablate``, in the app layer ``kdsnn.commands``)."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == [WORKER]:
-        return _worker(argv[1:])
-    from .cli import main as cli_main  # one place handles errors and Ctrl-C
-    return cli_main(argv if argv[:1] == ["ablate"] else ["ablate", *argv])
+    if argv[:1] != [WORKER]:
+        print("kdsnn: error: use 'kdsnn ablate' (this module only runs worker processes)",
+              file=sys.stderr)
+        return 2
+    return _worker(argv[1:])
 
 
 if __name__ == "__main__":

@@ -10,16 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import struct
 from pathlib import Path
 from typing import Optional
 
 import torch
+import safetensors.torch
 from safetensors import SafetensorError
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .errors import KdsnnError
-from .io import atomic_path, write_json
+from .io import atomic_path, transaction, write_json
 
 FORMAT = "kdsnn.checkpoint/1"
 
@@ -87,38 +88,65 @@ def save_checkpoint(path: Path, model: torch.nn.Module, meta: dict,
         tensors[f"extra.{k}"] = v.detach().cpu().contiguous()
     meta["tensor_sha256"] = _digest(tensors)
     header = {"kdsnn": json.dumps(meta, sort_keys=True, default=str)}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=header)
-    write_json(path.with_suffix(".json"), meta)
+    with transaction():  # weights and readable sidecar appear together
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=header)
+        write_json(path.with_suffix(".json"), meta)
 
 
-def read_meta(path: Path) -> dict:
-    """Metadata from the checkpoint header (no tensor is read)."""
-    path = Path(path)
-    if not path.is_file():
-        raise KdsnnError(f"checkpoint '{path}' not found")
+def _parse_header(data: bytes, path: Path) -> dict:
+    """The kdsnn metadata in a safetensors header (8-byte length, then JSON)."""
     try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-        meta = json.loads(header["kdsnn"])
-    except (SafetensorError, OSError, ValueError, KeyError, UnicodeDecodeError) as exc:
+        n = struct.unpack("<Q", data[:8])[0]
+        if n > len(data) - 8:
+            raise ValueError("header longer than the file")
+        header = json.loads(data[8:8 + n].decode("utf-8"))
+        meta = json.loads(header["__metadata__"]["kdsnn"])
+    except (struct.error, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise KdsnnError(f"checkpoint '{path}' is corrupt or not a kdsnn checkpoint "
                          f"({type(exc).__name__})") from None
+    if not isinstance(meta, dict):
+        raise KdsnnError(f"checkpoint '{path}' is corrupt (its metadata is a JSON "
+                         f"{type(meta).__name__}, not an object)")
     if meta.get("format") != FORMAT:
         raise KdsnnError(f"'{path}' is not a kdsnn checkpoint (format {meta.get('format')!r})")
     return meta
 
 
-def load_checkpoint(path: Path, verify: bool = True) -> tuple[dict, dict]:
-    """Return ``(tensors, meta)``; refuses missing, corrupt or mismatched files."""
-    path = Path(path)
-    meta = read_meta(path)
+def _read(path: Path, limit: Optional[int] = None) -> bytes:
+    if not path.is_file():
+        raise KdsnnError(f"checkpoint '{path}' not found")
     try:
-        tensors = load_file(str(path))
+        with open(path, "rb") as f:
+            return f.read() if limit is None else f.read(limit)
+    except OSError as exc:
+        raise KdsnnError(f"cannot read checkpoint '{path}': {exc.strerror}") from None
+
+
+def read_meta(path: Path) -> dict:
+    """Metadata from the checkpoint header (no tensor is read)."""
+    path = Path(path)
+    head = _read(path, 8)
+    n = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+    return _parse_header(_read(path, 8 + min(n, 1 << 28)), path)
+
+
+def load_checkpoint(path: Path, verify: bool = True) -> tuple[dict, dict]:
+    """Return ``(tensors, meta)``; refuses missing, corrupt or mismatched files.
+
+    The file is read once: tensors, metadata and ``meta["file_sha256"]`` (the hash of
+    exactly those bytes, for manifests and resume checks) all come from the same read.
+    """
+    path = Path(path)
+    data = _read(path)
+    meta = _parse_header(data, path)
+    try:
+        tensors = safetensors.torch.load(data)
     except (SafetensorError, OSError, ValueError) as exc:
         raise KdsnnError(f"checkpoint '{path}' is corrupt ({str(exc).splitlines()[0]})") from None
     if verify and _digest(tensors) != meta.get("tensor_sha256"):
         raise KdsnnError(f"checkpoint '{path}' is corrupt (checksum mismatch)")
+    meta["file_sha256"] = hashlib.sha256(data).hexdigest()
     return tensors, meta
 
 
@@ -144,7 +172,10 @@ def load_model_state(model: torch.nn.Module, tensors: dict, where: str) -> None:
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
     opt = {k: v for k, v in tensors.items() if k.startswith("optim.")}
-    optimizer.load_state_dict(_optimizer_from_flat(opt, meta["optimizer"]))
+    try:
+        optimizer.load_state_dict(_optimizer_from_flat(opt, meta["optimizer"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise KdsnnError(f"checkpoint optimizer state does not fit ({type(exc).__name__})") from None
 
 
 def extra(tensors: dict) -> dict:

@@ -172,7 +172,30 @@ def validate(cfg: Config) -> Config:
             raise KdsnnError(f"config key '{key}' must lie in [0, 1], got {flat[key]!r}")
     if not 0 <= cfg.loss.w_nld <= 1:
         raise KdsnnError(f"config key 'loss.w_nld' must lie in [0, 1], got {cfg.loss.w_nld!r}")
+    _validate_loss(cfg)
     return cfg
+
+
+def loss_options(cfg: Config, student_channels: Optional[int] = None,
+                 teacher_channels: Optional[int] = None) -> dict:
+    """The loss block as :func:`kd_snn.losses.resolve_config` reads it (one place for both)."""
+    return {"preset": cfg.loss.preset, **cfg.loss.weights,
+            "label_smoothing": cfg.student.label_smoothing, "tau_nld": cfg.loss.tau_nld,
+            "w_nld": cfg.loss.w_nld, "tau_samd": cfg.loss.tau_samd,
+            "samd_scaling": cfg.loss.samd_scaling, "tau_kd": cfg.loss.tau_kd,
+            "student_channels": student_channels, "teacher_channels": teacher_channels}
+
+
+def _validate_loss(cfg: Config) -> None:
+    """Every loss key is checked when the config is read, not later by ``distill``.
+
+    Channel counts are only known once the models exist; placeholders stand in here.
+    """
+    from .losses import resolve_config as resolve_loss
+    try:
+        resolve_loss(loss_options(cfg, 1, 1))
+    except KdsnnError as exc:
+        raise KdsnnError(f"config key 'loss': {str(exc).removeprefix('loss config: ')}") from None
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -200,7 +223,12 @@ def load_yaml(path_or_name: str) -> dict:
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise KdsnnError(f"config file '{path}' not found")
-        text = path.read_text()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise KdsnnError(f"config '{path}' is not a YAML file (not UTF-8 text)") from None
+        except OSError as exc:
+            raise KdsnnError(f"cannot read config '{path}': {exc.strerror}") from None
     else:
         res = resources.files("kd_snn.configs") / f"{path_or_name}.yaml"
         if not res.is_file():

@@ -7,22 +7,24 @@
     RUN/<stage>/metrics.csv      one row per epoch
     RUN/<stage>/train.log        log of the stage
     RUN/export/ RUN/parity/ RUN/report/   written by the later commands
+    RUN/.kdsnn.lock              held by the one command that writes the run (its PID inside)
 
 ``stage`` is ``teacher`` or ``student``.
 """
 from __future__ import annotations
 
-import json
+import contextlib
+import os
 from pathlib import Path
-from typing import Optional
-
-import yaml
+from typing import Iterator, Optional
 
 from . import config as C
 from .errors import KdsnnError
-from .io import write_json, write_text
+from .io import read_json_object, remove_stale_temps, write_json, write_text
+from . import io as kio
 
 STAGES = ("teacher", "student")
+LOCK_NAME = ".kdsnn.lock"
 
 
 class RunDir:
@@ -31,6 +33,73 @@ class RunDir:
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
+
+    # the directory itself ------------------------------------------------------------
+    def check_usable(self) -> None:
+        """Refuse a run path that is a file or lies below a file (before anything is written)."""
+        p = self.path
+        if p.exists() and not p.is_dir():
+            raise KdsnnError(f"run directory '{p}' is a file")
+        for parent in p.absolute().parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise KdsnnError(f"run directory '{p}' lies below '{parent}', which is a file")
+                break
+
+    def check_writable(self) -> None:
+        """Refuse a run directory that cannot be written (read-only file system, permissions)."""
+        self.check_usable()
+        d = self.path.absolute()
+        while not d.exists():
+            d = d.parent
+        if not os.access(d, os.W_OK | os.X_OK):
+            raise KdsnnError(f"run directory '{self.path}' is not writable ('{d}' is read-only)")
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run's exclusive writer lock; a second writer is refused naming the holder.
+
+        The lock is an OS file lock (``filelock``): a crashed holder releases it.  A lock
+        taken by a command that then fails leaves nothing behind if it made the file (or
+        the directory), so a refused command leaves the directory as it was.
+        """
+        from filelock import FileLock, Timeout
+
+        self.check_writable()
+        made_dirs = []
+        d = self.path.absolute()
+        while not d.exists():
+            made_dirs.append(d)
+            d = d.parent
+        path = self.path / LOCK_NAME
+        had_lock_file = path.exists()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise KdsnnError(f"cannot create run directory '{self.path}': {exc.strerror}") from None
+        lock = FileLock(str(path), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            holder = _read_pid(path)
+            raise KdsnnError(f"run directory '{self.path}' is in use by another kdsnn process"
+                             + (f" (PID {holder})" if holder else "")) from None
+        except OSError as exc:
+            _remove_made(made_dirs)
+            raise KdsnnError(f"cannot lock run directory '{self.path}': {exc.strerror}") from None
+        ok = False
+        try:
+            _write_pid(path)
+            remove_stale_temps(self.path)  # a killed writer's leftovers: nobody else writes now
+            yield
+            ok = True
+        finally:
+            if not ok and not had_lock_file:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            lock.release()
+            if not ok:
+                _remove_made(made_dirs)
 
     @property
     def config_path(self) -> Path:
@@ -56,6 +125,7 @@ class RunDir:
     # configuration -------------------------------------------------------------------
     def resolve_config(self, config: Optional[str], overrides: list[str]) -> C.Config:
         """Config for a command: ``--config`` for a new run, else the run's own."""
+        self.check_usable()
         if config is not None:
             raw = C.load_yaml(config)
         elif self.config_path.is_file():
@@ -69,9 +139,10 @@ class RunDir:
         write_text(self.config_path, cfg.to_yaml())
 
     def load_config(self) -> C.Config:
+        self.check_usable()
         if not self.config_path.is_file():
             raise KdsnnError(f"'{self.path}' is not a kdsnn run directory (no config.yaml)")
-        return C.from_dict(yaml.safe_load(self.config_path.read_text()))
+        return C.from_dict(C.load_yaml(str(self.config_path)))
 
     # metrics -------------------------------------------------------------------------
     @property
@@ -79,15 +150,40 @@ class RunDir:
         return self.path / "metrics.json"
 
     def read_metrics(self) -> dict:
-        if not self.metrics_path.is_file():
+        if not kio.exists(self.metrics_path):
             return {}
-        try:
-            return json.loads(self.metrics_path.read_text())
-        except json.JSONDecodeError:
-            raise KdsnnError(f"'{self.metrics_path}' is corrupt (not JSON)") from None
+        metrics = read_json_object(self.metrics_path, "metrics object")
+        for key, value in metrics.items():
+            if not isinstance(value, dict):
+                raise KdsnnError(f"'{self.metrics_path}' is corrupt ('{key}' is not an object)")
+        return metrics
 
     def update_metrics(self, section: str, values: dict) -> dict:
         metrics = self.read_metrics()
         metrics.setdefault(section, {}).update(values)
         write_json(self.metrics_path, metrics)
         return metrics
+
+
+def _write_pid(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        finally:
+            os.close(fd)
+
+
+def _read_pid(path: Path) -> Optional[int]:
+    try:
+        text = path.read_text().strip()
+        return int(text) if text.isdigit() else None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _remove_made(dirs: list) -> None:
+    for d in dirs:  # innermost first
+        with contextlib.suppress(OSError):
+            d.rmdir()

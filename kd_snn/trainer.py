@@ -20,17 +20,16 @@ from typing import Optional
 
 import torch
 from torch import nn
-from tqdm import tqdm
-
 from . import checkpoint as ckpt
 from . import distributed as D
-from .config import Config, TrainConfig
+from .config import Config, TrainConfig, loss_options
 from .data import build_dataset, dataset_spec, make_loader
 from .data.encoding import encode
 from .errors import KdsnnError
 from .io import write_text
 from .losses import DistillLoss, cross_entropy
 from .models import create_model
+from .progress import progress as make_progress
 from .rundir import RunDir
 
 log = logging.getLogger("kdsnn")
@@ -72,6 +71,9 @@ def data_spec(cfg: Config):
 def open_dataset(cfg: Config, split: str):
     """A split of the run's data set, with the run's seed and options."""
     augment = cfg.data.augment if split == "train" else False
+    root = cfg.data.root
+    if root is not None and not cfg.data.download and not Path(root).expanduser().is_dir():
+        raise KdsnnError(f"config key 'data.root': directory '{root}' does not exist")
     return build_dataset(cfg.data.name, split, root=cfg.data.root, download=cfg.data.download,
                          augment=augment, seed=cfg.seed, **_data_options(cfg, split))
 
@@ -90,13 +92,31 @@ def model_spec(cfg: Config, stage: str) -> dict:
     return out
 
 
-def build_model(mspec: dict) -> nn.Module:
-    kwargs = dict(mspec.get("kwargs", {}))
+MODEL_KEYS = ("name", "num_classes", "in_channels", "spiking", "width")
+
+
+def build_model(mspec: dict, where: str = "model description") -> nn.Module:
+    """The model a description names; a description that does not fit is refused by name."""
+    if not isinstance(mspec, dict):
+        raise KdsnnError(f"{where}: the model description is not an object")
+    missing = [k for k in MODEL_KEYS + (("neuron",) if mspec.get("spiking") else ())
+               if k not in mspec]
+    if missing:
+        raise KdsnnError(f"{where}: the model description misses '{missing[0]}'")
+    kwargs = mspec.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise KdsnnError(f"{where}: the model's 'kwargs' is not an object")
+    kwargs = dict(kwargs)
     if mspec["spiking"]:
         kwargs.update(neuron=mspec["neuron"], head=mspec.get("head", "spiking"))
-    return create_model(mspec["name"], num_classes=mspec["num_classes"],
-                        in_channels=mspec["in_channels"], spiking=mspec["spiking"],
-                        width=mspec["width"], **kwargs)
+    try:
+        return create_model(mspec["name"], num_classes=mspec["num_classes"],
+                            in_channels=mspec["in_channels"], spiking=mspec["spiking"],
+                            width=mspec["width"], **kwargs)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise KdsnnError(f"{where}: the model description does not build a model "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+                         ) from None
 
 
 def resolve_checkpoint(path) -> Path:
@@ -122,7 +142,7 @@ def load_trained(path, expect_spiking: Optional[bool] = None) -> tuple[nn.Module
     if expect_spiking is not None and mspec.get("spiking") != expect_spiking:
         kind = "spiking student" if expect_spiking else "ANN teacher"
         raise KdsnnError(f"checkpoint '{file}' is not an {kind}")
-    model = build_model(mspec)
+    model = build_model(mspec, f"checkpoint '{file}'")
     ckpt.load_model_state(model, tensors, str(file))
     model.eval()
     return model, meta
@@ -170,7 +190,8 @@ def evaluate(model: nn.Module, dataset, cfg: Config, stage: str, device: torch.d
     model.eval()
     correct = total = 0
     loss_sum = 0.0
-    bar = tqdm(loader, desc=f"eval {stage}", unit="batch", leave=False, disable=not progress)
+    bar = make_progress(desc=f"eval {stage}", unit="batch", enabled=progress, iterable=loader,
+                        leave=False, every=25)
     for x, y in bar:
         x, y = x.to(device), y.to(device)
         if stage == "student":
@@ -213,15 +234,13 @@ class Stage:
         torch.manual_seed(derive_seed(cfg.seed, self.stage, "init"))
         self.mspec = model_spec(cfg, self.stage)
         self.model = build_model(self.mspec).to(self.device)
-        self.teacher = None
+        self.teacher = self.criterion = None
+        self.teacher_sha256 = None
         if self.stage == "student":
             self.teacher, self.teacher_meta = self._load_teacher()
-            losses = {"preset": cfg.loss.preset, **cfg.loss.weights,
-                      "label_smoothing": self.tc.label_smoothing, "tau_nld": cfg.loss.tau_nld,
-                      "w_nld": cfg.loss.w_nld, "tau_samd": cfg.loss.tau_samd,
-                      "samd_scaling": cfg.loss.samd_scaling, "tau_kd": cfg.loss.tau_kd}
-            losses.update(student_channels=self._student_channels(),
-                          teacher_channels=int(self.teacher.classifier_weight.shape[1]))
+            self.teacher_sha256 = self.teacher_meta["file_sha256"]
+            losses = loss_options(cfg, self._student_channels(),
+                                  int(self.teacher.classifier_weight.shape[1]))
             self.criterion = DistillLoss(losses).to(self.device)
             # the criterion may own trainable parts (feature-KD adapter)
             extra = [p for p in self.criterion.parameters() if p.requires_grad]
@@ -277,23 +296,43 @@ class Stage:
 
     # state ---------------------------------------------------------------------------
     def _save_state(self, epoch: int, step: int, rows: list, acc: dict):
+        """Everything a resume needs: model, optimizer, loss-owned parameters, AMP scaler."""
         if not self.dist.is_main:
             return
         meta = {"stage": self.stage, "epoch": epoch, "step": step, "rows": rows, "acc": acc,
-                "seed": self.cfg.seed, "config": self.cfg.to_dict(), "model": self.mspec}
+                "seed": self.cfg.seed, "config": self.cfg.to_dict(), "model": self.mspec,
+                "teacher_sha256": self.teacher_sha256, "scaler": self.scaler.state_dict()}
         extra = {}
-        if self.amp:
-            extra["scaler_scale"] = torch.tensor([self.scaler.get_scale()])
+        if self.criterion is not None:
+            extra.update({f"criterion.{k}": v for k, v in self.criterion.state_dict().items()})
         ckpt.save_checkpoint(self.run.state_path(self.stage), self.model, meta,
                              optimizer=self.optimizer, extra_tensors=extra)
 
-    def _load_state(self):
+    def _read_state(self):
+        """Load and check the resume state before anything is written."""
         path = self.run.state_path(self.stage)
+        if not path.is_file():
+            raise KdsnnError(f"nothing to resume: '{path}' does not exist")
         tensors, meta = ckpt.load_checkpoint(path)
         if meta.get("config") != self.cfg.to_dict():
-            raise KdsnnError(f"cannot resume '{path}': the config changed since it was written")
-        ckpt.load_model_state(self.model, tensors, str(path))
+            raise KdsnnError(f"cannot resume '{path}': the config changed since it was written "
+                             "(resume without --set/--config, or start a new run)")
+        if self.stage == "student" and meta.get("teacher_sha256") != self.teacher_sha256:
+            raise KdsnnError(f"cannot resume '{path}': it was distilled from another teacher "
+                             f"than '{self.teacher_path or self.run.model_path('teacher')}' "
+                             "(pass the same --teacher as before)")
+        for key in ("epoch", "step", "rows", "acc"):
+            if key not in meta:
+                raise KdsnnError(f"cannot resume '{path}': the state misses '{key}'")
+        return tensors, meta
+
+    def _restore_state(self, tensors: dict, meta: dict):
+        path = str(self.run.state_path(self.stage))
+        ckpt.load_model_state(self.model, tensors, path)
         ckpt.load_optimizer_state(self.optimizer, tensors, meta)
+        if self.criterion is not None:
+            restore_module_state(self.criterion, ckpt.extra(tensors), "criterion.", path)
+        restore_scaler(self.scaler, meta.get("scaler"))
         return meta["epoch"], meta["step"], meta["rows"], meta["acc"]
 
     def _write_rows(self, rows: list):
@@ -321,10 +360,30 @@ class Stage:
                                      generator=nld_gen)
         return loss, s_logits, {k: float(v) for k, v in parts.items()}
 
+    def prepare(self, resume: bool = False) -> None:
+        """Build and check everything the stage needs; writes nothing.
+
+        Data, models, teacher, loss, batch size against the training set, and for
+        ``resume`` the saved state (its config and teacher) are all checked here, so a
+        refused command leaves the run directory as it was.
+        """
+        if getattr(self, "_prepared", False):
+            return
+        self._prepare()
+        cfg = self.cfg
+        self.batch = D.local_batch(self.dist, cfg.data.batch_size)
+        self.shard = dict(rank=self.dist.rank, world_size=self.dist.world_size)
+        self.steps = len(make_loader(self.train_set, self.batch, shuffle=True, seed=cfg.seed,
+                                     epoch=0, drop_last=True, **self.shard))
+        if self.steps == 0:
+            raise KdsnnError(f"batch size {cfg.data.batch_size} exceeds the training set "
+                             f"({len(self.train_set)} samples)")
+        self.resume_state = self._read_state() if resume else None
+        self._prepared = True
+
     def fit(self, resume: bool = False) -> dict:
-        self._prepare()  # everything that can refuse the input runs before any write
+        self.prepare(resume)  # everything that can refuse the input runs before any write
         if self.dist.is_main:
-            self.run.path.mkdir(parents=True, exist_ok=True)
             self.run.save_config(self.cfg)
             self.dir.mkdir(parents=True, exist_ok=True)
         D.barrier(self.dist)
@@ -332,31 +391,23 @@ class Stage:
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         log.addHandler(handler)
         try:
-            return self._fit(resume)
+            return self._fit()
         finally:
             log.removeHandler(handler)
             handler.close()
             D.teardown(self.dist)
 
-    def _fit(self, resume: bool) -> dict:
+    def _fit(self) -> dict:
         cfg, tc = self.cfg, self.tc
         start_epoch, start_step, rows, acc = 0, 0, [], {}
-        if resume:
-            if not self.run.state_path(self.stage).is_file():
-                raise KdsnnError(f"nothing to resume: '{self.run.state_path(self.stage)}' "
-                                 "does not exist")
-            start_epoch, start_step, rows, acc = self._load_state()
+        if self.resume_state is not None:
+            start_epoch, start_step, rows, acc = self._restore_state(*self.resume_state)
+            self.resume_state = None
             log.info("resumed %s at epoch %d step %d", self.stage, start_epoch, start_step)
-        batch = D.local_batch(self.dist, cfg.data.batch_size)
-        shard = dict(rank=self.dist.rank, world_size=self.dist.world_size)
-        steps = len(make_loader(self.train_set, batch, shuffle=True, seed=cfg.seed,
-                                epoch=0, drop_last=True, **shard))
-        if steps == 0:
-            raise KdsnnError(f"batch size {cfg.data.batch_size} exceeds the training set "
-                             f"({len(self.train_set)} samples)")
+        batch, shard, steps = self.batch, self.shard, self.steps
         total = tc.epochs * steps
-        bar = tqdm(total=total, initial=start_epoch * steps + start_step, unit="step",
-                   desc=f"{self.stage}", disable=not self.progress, dynamic_ncols=True)
+        bar = make_progress(total=total, initial=start_epoch * steps + start_step, unit="step",
+                            desc=f"{self.stage}", enabled=self.progress, every=10)
         t0 = time.time()
         self.model.train()
         for epoch in range(start_epoch, tc.epochs):
@@ -433,3 +484,19 @@ class Stage:
     def _plain_model(self) -> nn.Module:
         """The model as a single process would save it (GlobalBatchNorm is BatchNorm2d)."""
         return self.model
+
+
+def restore_module_state(module: nn.Module, tensors: dict, prefix: str, where: str) -> None:
+    """Load a module's saved tensors (``prefix``-named); a mismatch is refused by name."""
+    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    own = module.state_dict()
+    if set(state) != set(own) or any(own[k].shape != v.shape for k, v in state.items()):
+        raise KdsnnError(f"cannot resume '{where}': the saved loss parameters do not fit "
+                         "the loss of this config")
+    module.load_state_dict(state)
+
+
+def restore_scaler(scaler, state) -> None:
+    """Restore the AMP GradScaler (scale and growth tracker) saved by ``_save_state``."""
+    if scaler.is_enabled() and state:
+        scaler.load_state_dict(state)

@@ -7,6 +7,7 @@ import pytest
 from safetensors.torch import load_file
 
 from kd_snn import ablate
+from kdsnn.cli import main as cli_main
 
 TINY = ["--set", "teacher.epochs=1", "--set", "student.epochs=1", "--set", "data.batch_size=64",
         "--set", "data.options.limit=128"]
@@ -21,7 +22,7 @@ class Crash(BaseException):
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
     out = tmp_path_factory.mktemp("ablation") / "out"
-    assert ablate.main([str(out), *ARGS]) == 0
+    assert cli_main(["ablate", str(out), *ARGS]) == 0
     return out
 
 
@@ -59,7 +60,7 @@ def test_rerun_skips_finished_runs(grid, capsys):
     model = grid / "digits" / "samd_nld" / "seed1" / "student" / "model.safetensors"
     before = model.stat().st_mtime_ns
     t = time.time()
-    assert ablate.main([str(grid), *ARGS]) == 0
+    assert cli_main(["ablate", str(grid), *ARGS]) == 0
     out = capsys.readouterr().out
     assert "8 runs (8 already finished)" in out and "[" not in out
     assert time.time() - t < 10 and model.stat().st_mtime_ns == before
@@ -76,12 +77,12 @@ def test_interrupted_run_resumes(grid, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(ablate.FAIL_ENV, "1")  # 2 steps per epoch: crash mid-epoch
     monkeypatch.setattr(os, "_exit", crash)
     with pytest.raises(Crash):
-        ablate.main(args)
+        cli_main(["ablate", *args])
     teacher = out / "digits" / "teacher" / "seed0" / "teacher"
     assert (teacher / "state.safetensors").is_file() and not (teacher / "model.safetensors").exists()
     monkeypatch.delenv(ablate.FAIL_ENV)
     capsys.readouterr()
-    assert ablate.main(args) == 0
+    assert cli_main(["ablate", *args]) == 0
     text = capsys.readouterr().out
     assert "digits/teacher/seed0" in text and "(resumed)" in text
     assert "resumed teacher at epoch 0 step 1" in (teacher / "train.log").read_text()
@@ -94,7 +95,7 @@ def test_interrupted_run_resumes(grid, tmp_path, monkeypatch, capsys):
 
 
 def test_changed_budget_is_refused(grid, capsys):
-    assert ablate.main([str(grid), *ARGS, "--set", "student.lr=0.05"]) == 2
+    assert cli_main(["ablate", str(grid), *ARGS, "--set", "student.lr=0.05"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("kdsnn: error:") and "different config" in err and "\n" not in err
 
@@ -105,7 +106,7 @@ def test_changed_budget_is_refused(grid, capsys):
     (["--set", "loss.preset=none"], "loss.preset"), (["--set", "student.epochs=0"], "epochs"),
 ])
 def test_bad_options_one_line(tmp_path, capsys, bad, words):
-    assert ablate.main([str(tmp_path / "x"), "--data", "digits", *bad]) == 2
+    assert cli_main(["ablate", str(tmp_path / "x"), "--data", "digits", *bad]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("kdsnn: error:") and words in err and "\n" not in err
     assert not (tmp_path / "x").exists()
@@ -113,7 +114,7 @@ def test_bad_options_one_line(tmp_path, capsys, bad, words):
 
 def test_parallel_jobs(grid, tmp_path, capsys):
     out = tmp_path / "par"  # two teachers at once, each in a worker process
-    assert ablate.main([str(out), "--data", "digits", "--seeds", "0", "1", "--variants",
+    assert cli_main(["ablate", str(out), "--data", "digits", "--seeds", "0", "1", "--variants",
                         "teacher", "--jobs", "2", *TINY]) == 0
     obj = json.loads((out / "ablation.json").read_text())
     assert obj["complete"] and obj["jobs"] == 2 and len(obj["runs"]) == 2

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from kd_snn.cli import main
+from kdsnn.cli import main
 
 FAST = ["--set", "teacher.epochs=2", "--set", "student.epochs=2", "--set", "data.batch_size=64",
         "--set", "teacher.width=1", "--set", "student.width=1", "--no-progress"]
 
 
 def kdsnn(*args):
-    return subprocess.run([sys.executable, "-m", "kd_snn", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "kdsnn", *args], capture_output=True, text=True,
                           env=dict(os.environ, PYTHONHASHSEED="0"))
 
 
@@ -63,7 +63,7 @@ def test_resume_after_crash_mid_epoch_is_bit_identical(demo_run, tmp_path):
     assert main(["distill", "--config", str(demo_run / "config.yaml"), str(ref), *args]) == 0
     crashed = tmp_path / "crashed"
     env = dict(os.environ, KDSNN_FAIL_AT_STEP="30")  # 22 steps/epoch: dies mid epoch 2
-    proc = subprocess.run([sys.executable, "-m", "kd_snn", "distill", "--config",
+    proc = subprocess.run([sys.executable, "-m", "kdsnn", "distill", "--config",
                            str(demo_run / "config.yaml"), str(crashed), *args],
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 3, proc.stderr

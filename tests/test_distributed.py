@@ -24,7 +24,7 @@ def _torchrun():
     exe = Path(sys.executable).with_name("torchrun")
     if not exe.exists():
         pytest.skip("torchrun not installed next to the interpreter")
-    return [str(exe), "--nproc_per_node", "2", "--master_port", "29533", "-m", "kd_snn"]
+    return [str(exe), "--nproc_per_node", "2", "--master_port", "29533", "-m", "kdsnn"]
 
 
 def _max_diff(a_path, b_path):
@@ -34,7 +34,7 @@ def _max_diff(a_path, b_path):
 
 
 def test_two_gloo_processes_match_one_process(tmp_path):
-    single = [sys.executable, "-m", "kd_snn"]
+    single = [sys.executable, "-m", "kdsnn"]
     for stage in ("teacher", "distill"):
         cfg = ["--config", "digits"] if stage == "teacher" else []
         _run(single + [stage, *cfg, "single", *ARGS], tmp_path)

@@ -1,7 +1,7 @@
 """Event data end to end: saccade events -> binary-spike student -> Lava, bit for bit."""
 import json
 
-from kd_snn.cli import main
+from kdsnn.cli import main
 
 ARGS = ["--set", "data.name=digits_events", "--set", "teacher.epochs=1", "--set",
         "student.epochs=1", "--set", "teacher.width=1", "--set", "student.width=1",

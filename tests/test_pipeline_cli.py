@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kd_snn.cli import main
+from kdsnn.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--set", "teacher.epochs=2", "--set", "student.epochs=2", "--set", "data.batch_size=64",
@@ -31,7 +31,7 @@ def sha256(path: Path) -> str:
 
 def kdsnn(*args):
     """``python -m kd_snn ARGS`` in a fresh interpreter."""
-    return subprocess.run([sys.executable, "-m", "kd_snn", *map(str, args)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "kdsnn", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True,
                           env=dict(os.environ, PYTHONHASHSEED="0", MPLBACKEND="Agg"))
 

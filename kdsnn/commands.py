@@ -1,0 +1,349 @@
+"""What each ``kdsnn`` command does, under the rules every command shares.
+
+* Writing commands hold the run directory's lock (:meth:`RunDir.lock`) for their
+  whole duration: a second writer is refused with the holder's PID.
+* Everything a command needs is loaded and checked before its first write.
+  Commands that produce files (eval, quantize, export, parity, report) write inside
+  one :func:`kd_snn.io.transaction`, so a failure anywhere publishes nothing.
+  Training writes checkpoints as it goes (that is what ``--resume`` needs), after
+  :meth:`Stage.prepare` has checked data, models, teacher and resume state.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import shlex
+import time
+from pathlib import Path
+
+from kd_snn import io as kio
+from kd_snn.ablate import (BASE_EVENT, BASE_STATIC, DEFAULT_SEEDS, VARIANTS, Runner,
+                           _check_existing, _check_overrides, _datasets, _seeds, _variants, plan)
+from kd_snn.errors import KdsnnError
+from kd_snn.rundir import RunDir
+
+
+def _is_main_process() -> bool:
+    """torchrun starts one process per rank on the same run directory: rank 0 writes."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+@contextlib.contextmanager
+def writing(run: RunDir, transactional: bool = True):
+    """The run's writer lock, and (for file-producing commands) one transaction."""
+    lock = run.lock() if _is_main_process() else contextlib.nullcontext()
+    with lock, (kio.transaction() if transactional else contextlib.nullcontext()):
+        yield
+
+
+def _positive(**values) -> None:
+    for name, value in values.items():
+        if value is not None and value <= 0:
+            raise KdsnnError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+
+
+# training ----------------------------------------------------------------------------
+def stage_command(args, stage: str) -> int:
+    from kd_snn.trainer import Stage
+
+    run = RunDir(args.run)
+    run.check_writable()
+    cfg = run.resolve_config(args.config, args.overrides)
+    fail_at = os.environ.get("KDSNN_FAIL_AT_STEP")
+    with writing(run, transactional=False):
+        if run.has_model(stage) and not (args.resume or args.force):
+            raise KdsnnError(f"'{run.model_path(stage)}' exists: pass --force to retrain "
+                             "or --resume to continue")
+        if run.config_path.is_file() and not args.force and \
+                run.load_config().to_dict() != cfg.to_dict():
+            if args.resume:
+                raise KdsnnError(f"cannot resume '{run.path}': the config changed since it was "
+                                 "written (resume without --set/--config, or start a new run)")
+            if args.config is not None:
+                raise KdsnnError(f"'{run.path}' already holds a different config: use a new "
+                                 "run directory, --set to change it, or --force")
+        runner = Stage(run, cfg, stage, teacher_path=getattr(args, "teacher", None),
+                       device=args.device, progress=not args.no_progress,
+                       fail_at_step=int(fail_at) if fail_at else None)
+        runner.prepare(resume=args.resume)  # refuses before the first write
+        final = runner.fit(resume=args.resume)
+    print(f"{stage} test accuracy: {final['test_accuracy'] * 100:.2f}% "
+          f"(best {final['best_test_accuracy'] * 100:.2f}%)  -> {run.model_path(stage)}")
+    return 0
+
+
+def eval_command(args) -> int:
+    from kd_snn.trainer import evaluate, load_trained, open_dataset, pick_device
+
+    run = RunDir(args.run)
+    cfg = run.resolve_config(None, args.overrides)
+    device = pick_device(args.device or cfg.device)
+    stages = ("teacher", "student") if args.which == "both" else (args.which,)
+    with writing(run):
+        models = {}
+        for stage in stages:  # every model loads before anything is evaluated or written
+            if run.has_model(stage):
+                models[stage] = load_trained(run.model_path(stage),
+                                             expect_spiking=stage == "student")[0]
+            elif args.which != "both":
+                raise KdsnnError(f"no trained {stage} in '{run.path}'")
+        if not models:
+            raise KdsnnError(f"no trained model in '{run.path}'")
+        run.read_metrics()  # a corrupt metrics.json is refused before the evaluation
+        test = open_dataset(cfg, "test")
+        for stage, model in models.items():
+            res = evaluate(model.to(device), test, cfg, stage, device,
+                           progress=not args.no_progress)
+            run.update_metrics(stage, {"eval_accuracy": res["accuracy"],
+                                       "eval_samples": res["samples"]})
+            print(f"{stage} test accuracy: {res['accuracy'] * 100:.2f}% on "
+                  f"{res['samples']} samples")
+    return 0
+
+
+# export and hardware -----------------------------------------------------------------
+def _run_for_export(args) -> RunDir:
+    run = RunDir(args.run)
+    run.check_usable()
+    if not run.config_path.is_file():
+        raise KdsnnError(f"'{run.path}' is not a kdsnn run directory (no config.yaml)")
+    if args.overrides:
+        raise KdsnnError("--set is only for training commands; the run's config is used as is")
+    run.load_config()  # a broken config.yaml is refused first
+    run.read_metrics()
+    return run
+
+
+def quantize_command(args) -> int:
+    from export.pipeline import export_run
+
+    _positive(calib=args.calib, samples=args.samples)
+    run = _run_for_export(args)
+    with writing(run):
+        export_run(run, ["quant"], args.calib, args.samples, progress=not args.no_progress)
+    print(f"report: {args.run}/export/quantize.md")
+    return 0
+
+
+def export_command(args) -> int:
+    from export.pipeline import check_targets, export_run
+
+    _positive(calib=args.calib, samples=args.samples)
+    targets = check_targets(args.target)
+    run = _run_for_export(args)
+    with writing(run):
+        export_run(run, targets, args.calib, args.samples, progress=not args.no_progress)
+    print(f"manifest: {run.subdir('export') / 'manifest.json'}")
+    return 0
+
+
+def _load_quant_or_make(run: RunDir, progress: bool):
+    """The exported QuantGraph (RUN/export/student.quant.npz), made if missing."""
+    from export.latency import balance_latency
+    from export.pipeline import export_run, load_student
+    from export.quantize import load_quant
+
+    qpath = run.subdir("export") / "student.quant.npz"
+    if not qpath.is_file():
+        export_run(run, ["quant"], progress=progress)  # joins the command's transaction
+    _, _, graph = load_student(run)
+    try:
+        qgraph = load_quant(kio.current_path(qpath))
+    except (OSError, ValueError, KeyError) as exc:
+        raise KdsnnError(f"'{qpath}' is corrupt ({type(exc).__name__}); re-run "
+                         f"'kdsnn export {run.path} --target lava'") from None
+    balanced = balance_latency(graph)
+    if [l.name for l in balanced.layers] != [l.name for l in qgraph.layers]:
+        raise KdsnnError(f"'{qpath}' does not match the run's student; re-run "
+                         f"'kdsnn export {run.path} --target lava'")
+    return graph, balanced, qgraph
+
+
+def parity_command(args) -> int:
+    import lava.proc.lif.process  # noqa: F401  (fixes the fork start method first)
+
+    from export.pipeline import sample_inputs
+    from hardware import parity
+    from kd_snn.io import write_json, write_text
+
+    _positive(samples=args.samples, jobs=args.jobs, batch=args.batch)
+    run = _run_for_export(args)
+    with writing(run):
+        _, balanced, qgraph = _load_quant_or_make(run, not args.no_progress)
+        x, y = sample_inputs(run.load_config(), "test", args.samples)
+        result = parity.run_parity(balanced, qgraph, x, y, jobs=args.jobs, batch=args.batch,
+                                   progress=not args.no_progress, conv_model=args.conv_model)
+        out = run.subdir("parity")
+        write_json(out / "parity.json", result)
+        write_text(out / "parity.md", parity.markdown(result))
+        parity.plot(result, out / "parity.png")
+        run.update_metrics("parity", {"accuracy": result["accuracy"],
+                                      "samples": result["samples"],
+                                      "bit_exact": result["bit_exact_emulation_vs_lava"],
+                                      "lava_samples_per_s": result["throughput_samples_per_s"]})
+    acc = result["accuracy"]
+    print(f"parity on {result['samples']} samples: float {acc['float'] * 100:.2f}%, emulation "
+          f"{acc['emulation'] * 100:.2f}%, Lava {acc['lava'] * 100:.2f}%; emulation == Lava "
+          f"bit for bit: {'yes' if result['bit_exact_emulation_vs_lava'] else 'NO'}; "
+          f"{result['throughput_samples_per_s']} samples/s  -> {out / 'parity.md'}")
+    return 0
+
+
+def _compare_entries(names: list) -> list:
+    from hardware.report import run_entry
+
+    entries = []
+    for other in names:
+        path = RunDir(other).subdir("report") / "report.json"
+        if not path.is_file():
+            raise KdsnnError(f"'{other}' has no report: run 'kdsnn report {other}' first")
+        report = kio.read_json_object(path, "kdsnn report")
+        try:
+            entries.append(run_entry(report, str(other)))
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+            raise KdsnnError(f"'{path}' is not a kdsnn report") from None
+    return entries
+
+
+def report_command(args) -> int:
+    from export.pipeline import load_student, sample_inputs
+    from hardware.energy import analyze_graph, teacher_macs
+    from hardware.report import build_report
+    from kd_snn.trainer import load_trained
+
+    _positive(samples=args.samples)
+    run = _run_for_export(args)
+    cfg = run.load_config()
+    runs = _compare_entries(args.compare)
+    with writing(run):
+        x, _ = sample_inputs(cfg, "test", args.samples)
+        _, _, graph = load_student(run)
+        stats = {}
+        if args.source in ("torch", "both"):
+            stats["torch"] = analyze_graph(graph, x, source="torch")
+        if args.source in ("lava", "both"):
+            import lava.proc.lif.process  # noqa: F401
+            from export.quantize import encode_input
+            from hardware.lava_sim import run_lava
+            _, _, qgraph = _load_quant_or_make(run, not args.no_progress)
+            _, spikes = run_lava(qgraph, encode_input(x), record=True)
+            stats["lava"] = analyze_graph(qgraph, x, spikes=spikes, source="lava")
+        macs = None
+        if run.has_model("teacher"):
+            teacher, _ = load_trained(run.model_path("teacher"), expect_spiking=False)
+            macs = teacher_macs(teacher.float(), tuple(x.shape[2:]))
+        metrics = run.read_metrics()
+        accuracy = {k: metrics[k]["test_accuracy"] for k in ("student", "teacher")
+                    if k in metrics and isinstance(metrics[k].get("test_accuracy"), (int, float))}
+        try:
+            report = build_report(run.subdir("report"), stats, teacher_macs=macs,
+                                  profiles=args.profile or ("cmos45nm", "loihi"),
+                                  accuracy=accuracy, runs=runs or None, html=args.html,
+                                  meta={"run": run.path.name, "samples": int(x.shape[1]),
+                                        "time_steps": cfg.data.time_steps})
+        except ValueError as exc:
+            raise KdsnnError(str(exc).splitlines()[0]) from None
+    _print_report_summary(report)
+    print(f"report: {run.subdir('report') / 'report.md'}")
+    return 0
+
+
+def _print_report_summary(report: dict) -> None:
+    for profile, blk in report.get("energy", {}).items():
+        for student in blk["student"]:
+            teacher = blk.get("teacher") or {}
+            ratio = student.get("teacher_over_student")
+            line = (f"[{profile}] student ({student['label']}) "
+                    f"{student['total_pj'] / 1e6:.4f} uJ/inference")
+            if teacher:
+                line += f", teacher {teacher['total_pj'] / 1e6:.4f} uJ"
+            if ratio:
+                line += f", teacher/student energy {ratio:.2f}x"
+            print(line)
+
+
+def configs_command(args) -> int:
+    from kd_snn.config import builtin_configs
+    from kd_snn.data import list_datasets
+    from kd_snn.models import list_models
+    print("configs: " + ", ".join(builtin_configs()))
+    print("models: " + ", ".join(list_models()))
+    print("datasets: " + ", ".join(list_datasets()))
+    return 0
+
+
+def add_ablate_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "ablate", help="the paper's ablations: every variant x seed at one fixed budget",
+        description="Train one teacher per seed and one student per distillation variant "
+        "(same budget), write OUT/ablation.json and OUT/ablation.md as runs finish. "
+        "Rerun to resume.")
+    p.add_argument("out", help="output directory (one run directory per variant and seed)")
+    p.add_argument("--data", nargs="+", default=["both"], metavar="NAME",
+                   help="fashion_mnist, fashion_mnist_events or both (default); any "
+                        "registered data set works")
+    p.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS), metavar="S",
+                   help="seeds (default 0 1 2)")
+    p.add_argument("--variants", nargs="+", metavar="V",
+                   help=f"subset of {', '.join(VARIANTS)} (default all; teacher always runs)")
+    p.add_argument("--config", help="base config for every data set (default: "
+                                    f"{BASE_STATIC} / {BASE_EVENT} by data kind)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override applied to every run, e.g. --set student.epochs=1")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs in parallel (worker processes, cores // jobs threads each)")
+    return p
+
+
+def ablate_command(args) -> int:
+    logging.getLogger("kdsnn").setLevel(logging.INFO)  # train.log of every stage
+    if args.jobs < 1:
+        raise KdsnnError(f"--jobs must be >= 1, got {args.jobs}")
+    _check_overrides(args.overrides)
+    datasets = _datasets(args.data)
+    seeds = _seeds(args.seeds)
+    variants = _variants(args.variants)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise KdsnnError(f"'{out}' exists and is not a directory")
+    tasks = plan(out, datasets, seeds, variants, args.config, args.overrides)
+    for task in tasks:
+        _check_existing(task)
+    cmd = ["kdsnn", "ablate", str(out), "--data", *args.data, "--seeds", *map(str, seeds)]
+    if args.variants:
+        cmd += ["--variants", *args.variants]
+    if args.config:
+        cmd += ["--config", args.config]
+    for o in args.overrides:
+        cmd += ["--set", o]
+    if args.jobs != 1:
+        cmd += ["--jobs", str(args.jobs)]
+    meta = {"command": shlex.join(cmd), "datasets": datasets, "seeds": seeds,
+            "variants": variants, "overrides": list(args.overrides), "config": args.config}
+    skipped = sum(t.status == "done" for t in tasks)
+    print(f"ablation: {len(tasks)} runs ({skipped} already finished) in '{out}', "
+          f"{args.jobs} job(s)", flush=True)
+    runner = Runner(out, tasks, args.jobs, meta, echo=lambda s: print(s, flush=True))
+    with RunDir(out).lock():  # one ablation per output directory
+        runner.run()
+    print(f"tables: {out / 'ablation.md'}  ({time.time() - runner.t0:.0f} s)", flush=True)
+    bad = [t for t in tasks if t.status != "done"]
+    if bad:
+        raise KdsnnError(f"{len(bad)} run(s) did not finish, first: {bad[0].key} "
+                         f"({bad[0].error})")
+    return 0
+
+
+COMMANDS = {
+    "teacher": lambda a: stage_command(a, "teacher"),
+    "distill": lambda a: stage_command(a, "student"),
+    "eval": eval_command,
+    "quantize": quantize_command,
+    "export": export_command,
+    "parity": parity_command,
+    "report": report_command,
+    "configs": configs_command,
+    "ablate": ablate_command,
+}
