@@ -37,7 +37,7 @@ import torch.nn.functional as tF
 
 from export.graph import INPUT, DeployGraph
 from kd_snn.errors import KdsnnError
-from kd_snn.io import atomic_path
+from kd_snn.io import write_bytes
 
 OPSET = 17
 
@@ -152,12 +152,13 @@ class _LogitsOnly(nn.Module):
 def _atomic_export(module: nn.Module, args: tuple, path, input_names, output_names,
                    dynamic_axes, opset: int) -> Path:
     path = Path(path)
-    with atomic_path(path) as tmp, warnings.catch_warnings(), \
-            contextlib.redirect_stdout(io.StringIO()):
+    buf = io.BytesIO()  # in memory: the file itself is one atomic write
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, str(tmp), input_names=input_names,
+        torch.onnx.export(module, args, buf, input_names=input_names,
                           output_names=output_names, dynamic_axes=dynamic_axes,
                           opset_version=opset, do_constant_folding=True, dynamo=False)
+    write_bytes(path, buf.getvalue())
     return path
 
 

@@ -286,13 +286,15 @@ META_KEY = "__kdsnn_meta__"
 def save_quant(path, qgraph: QuantGraph) -> None:
     """Write ``qgraph`` as an ``.npz`` of int64 arrays plus the JSON description (stored
     as a uint8 array under ``__kdsnn_meta__``); atomic; loadable without pickle."""
-    from kd_snn.io import atomic_path
+    import io
+
+    from kd_snn.io import write_bytes
     arrays, meta = qgraph.to_arrays()
     payload = dict(arrays)
     payload[META_KEY] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **payload)
+    buf = io.BytesIO()  # in memory: a full disk is one write error, never a half zip
+    np.savez(buf, **payload)
+    write_bytes(path, buf.getvalue())
 
 
 def load_quant(path) -> QuantGraph:

@@ -17,10 +17,9 @@ from typing import Optional
 import torch
 import safetensors.torch
 from safetensors import SafetensorError
-from safetensors.torch import save_file
 
 from .errors import KdsnnError
-from .io import atomic_path, transaction, write_json
+from .io import transaction, write_bytes, write_json
 
 FORMAT = "kdsnn.checkpoint/1"
 
@@ -88,9 +87,9 @@ def save_checkpoint(path: Path, model: torch.nn.Module, meta: dict,
         tensors[f"extra.{k}"] = v.detach().cpu().contiguous()
     meta["tensor_sha256"] = _digest(tensors)
     header = {"kdsnn": json.dumps(meta, sort_keys=True, default=str)}
+    data = safetensors.torch.save(tensors, metadata=header)  # in memory: writes fail as OSError
     with transaction():  # weights and readable sidecar appear together
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=header)
+        write_bytes(path, data)
         write_json(path.with_suffix(".json"), meta)
 
 

@@ -59,9 +59,10 @@ class RunDir:
     def lock(self) -> Iterator[None]:
         """Hold the run's exclusive writer lock; a second writer is refused naming the holder.
 
-        The lock is an OS file lock (``filelock``): a crashed holder releases it.  A lock
-        taken by a command that then fails leaves nothing behind if it made the file (or
-        the directory), so a refused command leaves the directory as it was.
+        The lock is an OS file lock (``filelock``), so a crashed holder releases it.  The
+        lock file exists only while a command holds it (removed before the release), and
+        a command that fails also removes the directories it made: a refused command
+        leaves the directory as it was.
         """
         from filelock import FileLock, Timeout
 
@@ -71,12 +72,12 @@ class RunDir:
         while not d.exists():
             made_dirs.append(d)
             d = d.parent
-        path = self.path / LOCK_NAME
-        had_lock_file = path.exists()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise KdsnnError(f"cannot create run directory '{self.path}': {exc.strerror}") from None
+        path = self.path / LOCK_NAME
+        left_by_crash = _read_bytes(path)  # a killed holder's file: kept as is if we fail
         lock = FileLock(str(path), timeout=0)
         try:
             lock.acquire()
@@ -94,9 +95,11 @@ class RunDir:
             yield
             ok = True
         finally:
-            if not ok and not had_lock_file:
-                with contextlib.suppress(OSError):
-                    path.unlink()
+            with contextlib.suppress(OSError):
+                if ok or left_by_crash is None:
+                    path.unlink()  # while still held: a waiting peer re-checks the inode
+                else:
+                    _write_pid(path, left_by_crash)
             lock.release()
             if not ok:
                 _remove_made(made_dirs)
@@ -165,14 +168,22 @@ class RunDir:
         return metrics
 
 
-def _write_pid(path: Path) -> None:
+def _write_pid(path: Path, content: Optional[bytes] = None) -> None:
+    """Put the holder's PID (or ``content``) in the lock file without replacing its inode."""
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_WRONLY)
         try:
             os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
+            os.write(fd, content if content is not None else f"{os.getpid()}\n".encode())
         finally:
             os.close(fd)
+
+
+def _read_bytes(path: Path) -> Optional[bytes]:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def _read_pid(path: Path) -> Optional[int]:

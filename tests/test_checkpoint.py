@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from kd_snn import checkpoint as ckpt
+from kd_snn import io as kio
 from kd_snn.errors import KdsnnError
 
 
@@ -64,7 +65,7 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise OSError("disk full")
-    monkeypatch.setattr(ckpt, "save_file", boom)
+    monkeypatch.setattr(kio, "_fsync_file", boom)  # the temp file is written, then fails
     with pytest.raises(KdsnnError, match="cannot write .*disk full"):  # one line, not OSError
         ckpt.save_checkpoint(path, model, {"epoch": 3})
     assert path.read_bytes() == before
