@@ -20,14 +20,9 @@ PEER_INSTALL = (".venv/bin/pip install --no-deps -c scripts/constraints.txt spik
 
 def machine_info() -> dict:
     import torch
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+
+    from kd_snn.machine import cpu_model
+    cpu = cpu_model()
     return {
         "date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),

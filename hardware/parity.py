@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from export.emulate import emulate
 from export.graph import DeployGraph, run_float
 from export.quantize import QuantGraph, encode_input
+from kd_snn.progress import progress as make_progress
 
 SCHEMA = "kdsnn.parity/1"
 PAIRS = (("float", "emulation"), ("emulation", "lava"), ("float", "lava"))
@@ -119,7 +119,7 @@ def run_parity(graph: DeployGraph, qgraph: QuantGraph, x_seq: torch.Tensor, labe
     n = x_seq.shape[1]
     layers = [layer.name for layer in qgraph.layers if layer.spiking]
     jobs = max(1, min(int(jobs), n))
-    bar = tqdm(total=n, unit="sample", desc="parity", disable=not progress, dynamic_ncols=True)
+    bar = make_progress(total=n, unit="sample", desc="parity (Lava)", enabled=progress, every=10)
     t0 = time.time()
     try:
         if jobs == 1:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from kdsnn.cli import main
@@ -16,7 +17,13 @@ FAST = ["--set", "teacher.epochs=2", "--set", "student.epochs=2", "--set", "data
 
 def kdsnn(*args):
     return subprocess.run([sys.executable, "-m", "kdsnn", *args], capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONHASHSEED="0"))
+                          env=same_threads())
+
+
+def same_threads(**extra):
+    """The environment of a child that computes bit-identically to this process."""
+    return dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS=str(torch.get_num_threads()),
+                **extra)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +69,7 @@ def test_resume_after_crash_mid_epoch_is_bit_identical(demo_run, tmp_path):
     ref = tmp_path / "ref"
     assert main(["distill", "--config", str(demo_run / "config.yaml"), str(ref), *args]) == 0
     crashed = tmp_path / "crashed"
-    env = dict(os.environ, KDSNN_FAIL_AT_STEP="30")  # 22 steps/epoch: dies mid epoch 2
+    env = same_threads(KDSNN_FAIL_AT_STEP="30")  # 22 steps/epoch: dies mid epoch 2
     proc = subprocess.run([sys.executable, "-m", "kdsnn", "distill", "--config",
                            str(demo_run / "config.yaml"), str(crashed), *args],
                           capture_output=True, text=True, env=env)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from kd_snn.data import EventVersion, build_dataset, saccade_events, saccade_events_batch
-from kd_snn.data.saccade import saccade_path
+from kd_snn.data.saccade import _luminance, saccade_path
 
 
 @pytest.fixture(autouse=True)
@@ -62,6 +62,18 @@ def test_events_deterministic_and_batch_independent():
     # colour images use their luminance
     rgb = np.repeat(imgs[:1], 3, axis=1)
     assert np.array_equal(saccade_events_batch(rgb)[0][0], a[0])
+
+
+def test_luminance_is_exact_for_grey_and_fixed_for_colour():
+    """Grey RGB gives back the grey value bit for bit (also at 0, 1, subnormals and the
+    float32 neighbours of 1); colour uses 0.299 r + 0.587 g + 0.114 b."""
+    grey = np.concatenate([np.random.default_rng(1).random(4096, dtype=np.float32),
+                           np.array([0, 1, 2 ** -149, 2 ** -126, 1 - 2 ** -24], np.float32)])
+    grey = grey.reshape(1, 1, 1, -1)
+    assert np.array_equal(_luminance(np.repeat(grey, 3, axis=1)), grey[:, 0])
+    rgb = np.array([1.0, 0.5, 0.25], np.float32).reshape(1, 3, 1, 1)
+    assert _luminance(rgb)[0, 0, 0] == np.float32(0.299 + 0.587 * 0.5 + 0.114 * 0.25)
+    assert _luminance(rgb).dtype == np.float32
 
 
 def test_more_contrast_more_events():

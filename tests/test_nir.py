@@ -13,6 +13,13 @@ snntorch: one threshold per layer only (asserts), no v_leak (so no CubaLIF bias)
 norse must be called with ``dt=metadata["dt"]`` (its default 1e-3 is wrong for us), and
 is exact on sequential graphs only (fan-in is evaluated one step late, pinned below);
 snntorch reproduces residual fan-in graphs exactly.
+
+Everything runs in float64 (importers included, see ``_in_float64``): in float32 the
+importers' kernels round differently from kdsnn's, and from one CPU to another, and these
+small random nets have membranes within ~5e-6 of a threshold, so whether a spike flips
+would depend on the machine; in float64 it would take a membrane within ~1e-13.  (The
+importers keep float32 copies of the weights: a perturbation of ~1e-7, but the same one on
+every machine.)
 """
 from __future__ import annotations
 
@@ -103,26 +110,47 @@ def residual_graph(seed=1):
 
 def _inputs(batch, seed=0, shape=(2, 8, 8)):
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(T, batch, *shape, generator=g) * 1.5
+    return torch.rand(T, batch, *shape, generator=g, dtype=torch.float64) * 1.5
 
 
 # ---------------------------------------------------------------- real importers
-def run_snntorch(path, x, layers):
-    from snntorch.import_nir import import_from_nir
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):  # snntorch prints its threshold rescaling
-        model = import_from_nir(nir.read(str(path)))
+def _first(output):
+    """A module's output tensor (neuron modules return ``(output, state)``)."""
+    return (output[0] if isinstance(output, tuple) else output).detach()
+
+
+def _in_float64(model):
+    """``model`` in float64, with every module's floating inputs cast to float64: snntorch's
+    surrogates emit float32 spikes (0 or 1, so the cast is exact)."""
+    def cast(_module, args):
+        return tuple(a.double() if torch.is_tensor(a) and a.is_floating_point() else a
+                     for a in args)
+    for module in model.double().modules():
+        module.register_forward_pre_hook(cast)
+    return model
+
+
+def _record(model, layers):
+    """Per-step outputs of the named submodules, filled as ``model`` runs."""
     mods = dict(model.named_modules())
     rec = {name: [] for name in layers}
     for name in layers:
-        mods[name].register_forward_hook(
-            lambda m, i, o, n=name: rec[n].append((o[0] if isinstance(o, tuple) else o).detach()))
-    outs = []
+        mods[name].register_forward_hook(lambda m, i, o, n=name: rec[n].append(_first(o)))
+    return rec
+
+
+def _stacked(outs, rec):
+    return torch.stack(outs), {k: torch.stack(v).double() for k, v in rec.items()}
+
+
+def run_snntorch(path, x, layers):
+    from snntorch.import_nir import import_from_nir
+    with contextlib.redirect_stdout(io.StringIO()):  # snntorch prints every w_scale array
+        model = _in_float64(import_from_nir(nir.read(str(path))))
+    rec = _record(model, layers)
     with torch.no_grad():
-        for t in range(x.shape[0]):
-            o = model(x[t])
-            outs.append(o[0] if isinstance(o, tuple) else o)
-    return torch.stack(outs), {k: torch.stack(v) for k, v in rec.items()}
+        outs = [_first(model(x[t])) for t in range(x.shape[0])]
+    return _stacked(outs, rec)
 
 
 def run_norse(path, x, layers):
@@ -130,18 +158,14 @@ def run_norse(path, x, layers):
     g = nir.read(str(path))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        model = norse.from_nir(g, dt=float(g.metadata["dt"]))
-    mods = dict(model.named_modules())
-    rec = {name: [] for name in layers}
-    for name in layers:
-        mods[name].register_forward_hook(
-            lambda m, i, o, n=name: rec[n].append(o[0].detach()))
+        model = _in_float64(norse.from_nir(g, dt=float(g.metadata["dt"])))
+    rec = _record(model, layers)
     outs, state = [], None
     with torch.no_grad():
         for t in range(x.shape[0]):
             o, state = model(x[t], state)
             outs.append(o)
-    return torch.stack(outs), {k: torch.stack(v) for k, v in rec.items()}
+    return _stacked(outs, rec)
 
 
 RUNNERS = {"snntorch": run_snntorch, "norse": run_norse}
@@ -260,18 +284,21 @@ def test_snntorch_residual_fan_in_exact(tmp_path, batch):
 
 
 def test_norse_residual_fan_in_is_wrong(tmp_path):
-    """Known norse limitation (pinned): norse.from_nir uses nirtorch's deprecated
-    GraphExecutor, whose execution order is a DFS pre-order; in a diamond (fan-in) one
-    branch runs after the merge node, which then reads that branch's output from the
-    previous time step.  No edge/node order fixes a diamond, so norse is exact only on
-    sequential graphs (tested above)."""
+    """Known norse limitations (pinned): norse.from_nir uses nirtorch's deprecated
+    GraphExecutor, which runs the nodes in DFS pre-order and returns the output of the
+    last node it ran.  In a diamond (fan-in) one branch runs after the merge node, so
+    (1) the merge node reads that branch's output from the previous time step, and
+    (2) the model returns the last such branch - here block b's 1x1 shortcut conv,
+    (B, 4, 8, 8) - instead of the readout's logits (B, 5).  No edge/node order fixes a
+    diamond, so norse is exact only on sequential graphs (tested above)."""
     g = residual_lif_graph()
     path = write_nir(g, tmp_path / "res.nir")
     x = _inputs(2, seed=9)
     _, spikes = run_float(g, x, record=True)
-    _, rec = run_norse(path, x, ["stem", "b"])
+    out, rec = run_norse(path, x, ["stem", "b", "b_syn1_conv"])
     assert torch.equal(rec["stem"], spikes["stem"])
     assert not torch.equal(rec["b"], spikes["b"])
+    assert out.shape == (T, 2, 4, 8, 8) and torch.equal(out, rec["b_syn1_conv"])
 
 
 # ---------------------------------------------------------------- file and structure

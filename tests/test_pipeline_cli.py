@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from kdsnn.cli import main
 
@@ -33,7 +34,8 @@ def kdsnn(*args):
     """``python -m kd_snn ARGS`` in a fresh interpreter."""
     return subprocess.run([sys.executable, "-m", "kdsnn", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONHASHSEED="0", MPLBACKEND="Agg"))
+                          env=dict(os.environ, PYTHONHASHSEED="0", MPLBACKEND="Agg",
+                                   OMP_NUM_THREADS=str(torch.get_num_threads())))
 
 
 def snapshot(path: Path) -> dict:

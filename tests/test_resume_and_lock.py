@@ -31,7 +31,9 @@ FAST = ["--set", "teacher.epochs=1", "--set", "student.epochs=2", "--set", "data
 def cli(*args, env=None, **kw):
     return subprocess.run([sys.executable, "-m", "kdsnn", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONHASHSEED="0", **(env or {})), **kw)
+                          env=dict(os.environ, PYTHONHASHSEED="0",
+                                   OMP_NUM_THREADS=str(torch.get_num_threads()), **(env or {})),
+                          **kw)
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from kd_snn.data.common import item_generator
 from kd_snn.data.events import EVENT_DTYPE, augment_frames, to_frames
 from kd_snn.io import atomic_path
 
-GENERATOR_VERSION = 2  # generator + cache format (bump when either changes)
+GENERATOR_VERSION = 3  # generator + cache format (bump when either changes); 3: exact luminance
 SACCADE_US = 100_000
 
 
@@ -38,16 +38,33 @@ def default_amplitude(size: int) -> int:
     return max(1, int(round(6 * size / 28)))
 
 
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of R, G, B
+
+
 def _luminance(images: np.ndarray) -> np.ndarray:
-    """(N, C, H, W) or (N, H, W) in [0,1] -> (N, H, W) float32."""
+    """(N, C, H, W) or (N, H, W) in [0,1] -> (N, H, W) float32, the same bits on every CPU.
+
+    RGB is ``(0.299 r + 0.587 g) + 0.114 b``, any other channel count the mean (weights
+    1/C), evaluated plane by plane in float64 in that fixed order and rounded once to
+    float32.  Each step is one correctly rounded IEEE operation per element, so no BLAS or
+    SIMD summation order enters (``np.tensordot`` in float32 did, and turned grey RGB into
+    other values than the grey image).  A grey pixel r = g = b = x gives exactly x: the
+    float64 weights sum to 1 within 2**-53 and the C products and C - 1 sums of same-sign
+    terms add a relative error below 2C * 2**-53, far inside float32's half-ulp
+    (>= 2**-25 |x|), so the result rounds back to x.
+    """
     images = np.asarray(images, dtype=np.float32)
     if images.ndim == 3:
         return images
-    if images.shape[1] == 1:
+    channels = images.shape[1]
+    if channels == 1:
         return images[:, 0]
-    if images.shape[1] == 3:
-        return np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), images, axes=([0], [1]))
-    return images.mean(axis=1)
+    weights = LUMA_WEIGHTS if channels == 3 else (1.0 / channels,) * channels
+    planes = images.astype(np.float64)
+    lum = np.zeros(planes[:, 0].shape, np.float64)
+    for c, weight in enumerate(weights):
+        lum += weight * planes[:, c]
+    return lum.astype(np.float32)
 
 
 def saccade_path(amplitude: float, steps_per_saccade: int, saccade_us: int = SACCADE_US
