@@ -28,7 +28,8 @@ Backends
           is available, else ``torch``.  Set ``KDSNN_NO_EXT=1`` to never build.
 
 Gradients are returned for ``x`` and for a tensor ``bias``; if ``alpha``, ``beta``
-or ``threshold`` require grad, the reference implementation is used instead.
+or ``threshold`` require grad, or the reset is not detached (``detach_reset=False``,
+the reference code's neuron), the step-by-step reference implementation is used instead.
 """
 from __future__ import annotations
 
@@ -532,11 +533,13 @@ def _is_zero(alpha) -> bool:
 
 def cuba_multistep_fused(x_seq: Tensor, alpha=0.0, beta=0.5, threshold=1.0, bias=None,
                          surrogate: str = "atan", width: float = 1.0,
-                         backend: str = "auto") -> Tensor:
+                         backend: str = "auto", detach_reset: bool = True) -> Tensor:
     """Spikes ``(T, ...)`` of the CUBA/LIF neuron from zero state (see module doc).
 
     ``alpha``/``beta``/``threshold``/``bias``: Python numbers or tensors broadcasting
     against one step ``x_seq[0]``.  ``backend``: ``auto`` | ``cpp`` | ``torch``.
+    ``detach_reset=False`` runs the reference implementation (same spikes; the reset's
+    gradient flows), whatever ``backend`` says.
     """
     if surrogate not in SURROGATES:
         raise ValueError(f"unknown surrogate '{surrogate}' (choose from {', '.join(SURROGATES)})")
@@ -548,9 +551,9 @@ def cuba_multistep_fused(x_seq: Tensor, alpha=0.0, beta=0.5, threshold=1.0, bias
 
     def reference():
         return cuba_multistep(x_seq, alpha, beta, threshold, bias,
-                              get_surrogate(surrogate, width))[0]
+                              get_surrogate(surrogate, width), detach_reset=detach_reset)[0]
 
-    if (not x_seq.is_floating_point() or x_seq.dim() < 1
+    if (not detach_reset or not x_seq.is_floating_point() or x_seq.dim() < 1
             or any(torch.is_tensor(p) and p.requires_grad for p in (alpha, beta, threshold))):
         return reference()
     prep = _prepare(x_seq, {"alpha": alpha, "beta": beta, "threshold": threshold, "bias": bias})

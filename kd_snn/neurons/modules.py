@@ -27,17 +27,20 @@ class CubaLIF(nn.Module):
     in which case they become per-neuron arrays of that shape (what export uses).
     ``backend="fused"`` (default) runs ``kd_snn.neurons.fused`` (one fused loop over T,
     bit-identical spikes, gradients equal to the reference); ``"reference"`` runs the
-    step-by-step ``functional.cuba_multistep``.
+    step-by-step ``functional.cuba_multistep``.  ``detach_reset=False`` lets the gradient
+    flow through the reset (the reference code's neuron); the fused kernel then hands
+    over to the step-by-step implementation.
     """
 
     def __init__(self, alpha: Param = 0.0, beta: Param = 0.5, threshold: Param = 1.0,
                  shape: Optional[Sequence[int]] = None, surrogate: str = "atan",
                  width: float = 1.0, bias: Optional[torch.Tensor] = None,
-                 backend: str = "fused"):
+                 backend: str = "fused", detach_reset: bool = True):
         super().__init__()
         if backend not in ("fused", "reference"):
             raise ValueError(f"backend must be 'fused' or 'reference', got '{backend}'")
         self.backend = backend
+        self.detach_reset = bool(detach_reset)
         self.register_buffer("alpha", _as_buffer(alpha, shape))
         self.register_buffer("beta", _as_buffer(beta, shape))
         self.register_buffer("threshold", _as_buffer(threshold, shape))
@@ -60,16 +63,18 @@ class CubaLIF(nn.Module):
         alpha = 0.0 if self.is_plain_lif else self.alpha
         if self.backend == "fused":
             return cuba_multistep_fused(x_seq, alpha, self.beta, self.threshold, self.bias,
-                                        self.surrogate, self.width)
+                                        self.surrogate, self.width,
+                                        detach_reset=self.detach_reset)
         spikes, _ = F.cuba_multistep(x_seq, alpha, self.beta, self.threshold, self.bias,
-                                     self.spike_fn)
+                                     self.spike_fn, detach_reset=self.detach_reset)
         return spikes
 
     def extra_repr(self) -> str:
         def show(t):
             return f"{t.item():g}" if t.dim() == 0 else f"tensor{tuple(t.shape)}"
         return (f"alpha={show(self.alpha)}, beta={show(self.beta)}, "
-                f"threshold={show(self.threshold)}, surrogate={self.surrogate}({self.width:g})")
+                f"threshold={show(self.threshold)}, surrogate={self.surrogate}({self.width:g})"
+                + ("" if self.detach_reset else ", detach_reset=False"))
 
 
 class Readout(nn.Module):
