@@ -80,9 +80,15 @@ def test_fold_does_not_change_the_model():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-def test_reference_head_refused_by_name():
+def test_reference_student_refused_by_name():
+    """The reference code's student (ReLU last block, fc-fc head), and each part alone."""
     with pytest.raises(KdsnnError, match=r"layer3\.2\.act2.*ReLU"):
+        fold_student(create_model("resnet20", K, C, head="reference", last_block="relu"),
+                     (C, HW, HW), T)
+    with pytest.raises(KdsnnError, match=r"'head' \(TwoLayerHead\)"):
         fold_student(create_model("resnet20", K, C, head="reference"), (C, HW, HW), T)
+    with pytest.raises(KdsnnError, match=r"'norm' \(InputNorm\)"):
+        fold_student(create_model("resnet8", K, 3, normalize="cifar10"), (3, HW, HW), T)
 
 
 def test_teacher_refused():

@@ -1,6 +1,7 @@
 """Model zoo: shapes, features, classifier weights, gradients, registry errors."""
 import pytest
 import torch
+from torch import nn
 
 from kd_snn.errors import KdsnnError
 from kd_snn.models import create_model, list_models, register_model
@@ -21,7 +22,15 @@ def test_unknown_model_names_choices():
 
 def test_bad_options_are_user_errors():
     with pytest.raises(KdsnnError, match="unknown head"):
-        create_model("cnn", K, C, head="mlp")
+        create_model("cnn", K, C, head="conv")
+    with pytest.raises(KdsnnError, match="unknown last_block"):
+        create_model("cnn", K, C, last_block="sigmoid")
+    with pytest.raises(KdsnnError, match="unknown normalize"):
+        create_model("cnn", K, C, normalize="imagenet")
+    with pytest.raises(KdsnnError, match="3-channel images"):
+        create_model("cnn", K, 1, normalize="cifar10")
+    with pytest.raises(KdsnnError, match="only spiking blocks"):
+        create_model("spikformer", K, C, last_block="relu", depth=1, dim=32)
     with pytest.raises(KdsnnError, match="unknown neuron option"):
         create_model("cnn", K, C, neuron={"tau": 2.0})
 
@@ -85,16 +94,26 @@ def test_gradients_reach_every_student_parameter(name):
     assert not missing
 
 
-def test_reference_head():
-    student = create_model("resnet20", K, C, head="reference")
+@pytest.mark.parametrize("head", ["reference", "mlp"])
+def test_two_layer_heads_and_relu_last_block(head):
+    student = create_model("resnet20", K, C, head=head, last_block="relu")
     assert not student.deployable
-    assert not isinstance(student.layer3[-1].act2, CubaLIF)
+    assert isinstance(student.layer3[-1].act2, nn.ReLU)
+    assert isinstance(student.layer3[0].act2, CubaLIF)
     logits, feats = student.forward_features(torch.rand(T, B, C, 8, 8))
     assert logits.shape == (B, K) and feats.shape == (T, B, 64, 2, 2)
     assert student.classifier_weight.shape == (K, 64)
     assert student.head.fc1.out_features == 256
-    teacher = create_model("resnet20", K, C, spiking=False, head="reference")
+    assert (student.head.relu is None) == (head == "reference")
+    teacher = create_model("resnet20", K, C, spiking=False, head=head)
     assert teacher(torch.rand(B, C, 8, 8)).shape == (B, K)
+
+
+def test_head_and_last_block_are_independent():
+    assert isinstance(create_model("resnet8", K, C, head="reference").layer3[-1].act2, CubaLIF)
+    cnn = create_model("cnn", K, C, last_block="relu")
+    assert isinstance(cnn.conv3.act, nn.ReLU) and isinstance(cnn.conv2.act, CubaLIF)
+    assert not cnn.deployable and create_model("cnn", K, C).deployable
 
 
 def test_wrong_input_rank_is_explained():

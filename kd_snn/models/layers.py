@@ -18,7 +18,7 @@ from kd_snn.errors import KdsnnError
 from kd_snn.neurons import CubaLIF, Readout
 
 NEURON_DEFAULTS = {"alpha": 0.0, "beta": 0.5, "threshold": 1.0, "surrogate": "atan",
-                   "width": 1.0}
+                   "width": 1.0, "detach_reset": True}
 
 
 # Any scalar CubaLIF option is accepted (shape/bias are per-neuron, set by export only).
@@ -39,6 +39,21 @@ def neuron_kwargs(neuron: Optional[dict] = None) -> dict:
 def make_act(spiking: bool, neuron: dict) -> nn.Module:
     """The model's nonlinearity: a CubaLIF for students, ReLU for teachers."""
     return CubaLIF(**neuron) if spiking else nn.ReLU()
+
+
+LAST_BLOCKS = ("spiking", "relu")
+
+
+def last_act(last_block: str) -> Optional[nn.Module]:
+    """The last unit's nonlinearity: None (the model's own) or the reference code's ReLU.
+
+    With ``relu`` the last-stage map that SAMD reads is analog, not spikes, and the
+    student cannot be deployed (export refuses the ReLU by its module name).
+    """
+    if last_block not in LAST_BLOCKS:
+        raise KdsnnError(f"unknown last_block '{last_block}' (choose from "
+                         f"{', '.join(LAST_BLOCKS)})")
+    return nn.ReLU() if last_block == "relu" else None
 
 
 def bn_init(spiking: bool, neuron: dict) -> float:
@@ -136,17 +151,21 @@ class LinearHead(nn.Module):
         return y if self.readout is None else self.readout(y)
 
 
-class ReferenceHead(nn.Module):
-    """The reference code's GAP + fc(C->hidden) + ReLU + fc(hidden->K), per time step.
+class TwoLayerHead(nn.Module):
+    """GAP + fc(C->hidden) + fc(hidden->K): the reference code's head, and a ReLU variant.
 
-    Not deployable. ``classifier_weight`` is the product ``fc2.W @ fc1.W`` (K, C),
-    the linear part of the head, so CAM-based losses still get a (K, C) matrix.
+    ``relu=False`` (head ``reference``) is the reference code exactly: GAP, mean over T,
+    then the two fc layers with nothing between them.  ``relu=True`` (head ``mlp``) puts a
+    ReLU between them, per time step, then the Readout.  Neither is deployable.
+    ``classifier_weight`` is ``fc2.W @ fc1.W`` (K, C): the head itself without the ReLU,
+    so CAM-based losses get a (K, C) matrix (exact for ``reference``).
     """
 
-    def __init__(self, cin: int, num_classes: int, spiking: bool, hidden: int = 256):
+    def __init__(self, cin: int, num_classes: int, spiking: bool, relu: bool,
+                 hidden: int = 256):
         super().__init__()
         self.fc1 = nn.Linear(cin, hidden)
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU() if relu else None
         self.fc2 = nn.Linear(hidden, num_classes)
         self.readout = Readout() if spiking else None
 
@@ -155,19 +174,42 @@ class ReferenceHead(nn.Module):
         return self.fc2.weight @ self.fc1.weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.fc2(self.relu(self.fc1(gap(x))))
+        x = gap(x)
+        if self.relu is None:  # linear: averaging over T first is the same, and cheaper
+            return self.fc2(self.fc1(x if self.readout is None else x.mean(0)))
+        y = self.fc2(self.relu(self.fc1(x)))
         return y if self.readout is None else self.readout(y)
 
 
-HEADS = ("spiking", "reference")
+HEADS = ("spiking", "reference", "mlp")
 
 
 def make_head(kind: str, cin: int, num_classes: int, spiking: bool) -> nn.Module:
     if kind == "spiking":
         return LinearHead(cin, num_classes, spiking)
-    if kind == "reference":
-        return ReferenceHead(cin, num_classes, spiking)
+    if kind in ("reference", "mlp"):
+        return TwoLayerHead(cin, num_classes, spiking, relu=kind == "mlp")
     raise KdsnnError(f"unknown head '{kind}' (choose from {', '.join(HEADS)})")
+
+
+#: ``normalize`` presets: per-channel (mean, std) of the input images.
+NORMALIZATIONS = {"cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))}
+
+
+class InputNorm(nn.Module):
+    """``(x - mean) / std`` per channel, the first stage of a model trained on normalised input.
+
+    Part of the model so that training, ``kdsnn eval`` and export all see it; Loihi
+    receives x in [0, 1] as graded spikes, so export refuses it by name.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(-1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
 
 
 class Network(nn.Module):
@@ -188,6 +230,12 @@ class Network(nn.Module):
         self.spiking = spiking
         self.deployable = bool(deployable and spiking)
         self.config: dict = {}  # filled by create_model (enough to rebuild the model)
+
+    def prepend_input_norm(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Make :class:`InputNorm` the first stage (the model then takes raw [0, 1] images)."""
+        self.norm = InputNorm(mean, std)
+        self.stage_names = ("norm",) + self.stage_names
+        self.deployable = False
 
     @property
     def classifier_weight(self) -> torch.Tensor:

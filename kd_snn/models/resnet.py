@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .layers import BasicBlock, ConvBNAct, Network, make_head
+from .layers import BasicBlock, ConvBNAct, Network, last_act, make_head
 from .registry import register_model
 
 CHANNELS = (16, 32, 64)
@@ -18,11 +18,13 @@ def channels(width: float) -> tuple[int, int, int]:
     return tuple(max(1, int(round(c * width))) for c in CHANNELS)
 
 
-def build_resnet(blocks, *, num_classes, in_channels, spiking, width, neuron, head):
+def build_resnet(blocks, *, num_classes, in_channels, spiking, width, neuron, head,
+                 last_block="spiking"):
     """ResNet with ``blocks`` BasicBlocks per stage.
 
-    ``head="reference"`` ends the last block with a non-spiking ReLU and uses the
-    two-layer fc head, which makes the student non-deployable.
+    ``last_block="relu"`` ends the last block with a ReLU instead of its second neuron
+    (the reference code's student: SAMD then reads an analog map); with it, or with a
+    head other than ``spiking``, the student is not deployable.
     """
     chans = channels(width)
     stages = [("stem", ConvBNAct(in_channels, chans[0], 3, 1, spiking=spiking, neuron=neuron))]
@@ -30,13 +32,13 @@ def build_resnet(blocks, *, num_classes, in_channels, spiking, width, neuron, he
     for s, (n, cout, stride) in enumerate(zip(blocks, chans, STRIDES)):
         layer = []
         for b in range(n):
-            last = head == "reference" and s == len(blocks) - 1 and b == n - 1
+            last = s == len(blocks) - 1 and b == n - 1
             layer.append(BasicBlock(cin, cout, stride if b == 0 else 1, spiking=spiking,
-                                    neuron=neuron, last_act=nn.ReLU() if last else None))
+                                    neuron=neuron, last_act=last_act(last_block) if last else None))
             cin = cout
         stages.append((f"layer{s + 1}", nn.Sequential(*layer)))
     return Network(stages, make_head(head, cin, num_classes, spiking), spiking=spiking,
-                   deployable=head == "spiking")
+                   deployable=head == "spiking" and last_block == "spiking")
 
 
 @register_model

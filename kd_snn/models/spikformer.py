@@ -82,7 +82,8 @@ class SpikformerBlock(nn.Module):
 
 
 @register_model
-def spikformer(*, num_classes, in_channels, spiking, width, neuron, head, depth: int = 4,
+def spikformer(*, num_classes, in_channels, spiking, width, neuron, head,
+               last_block: str = "spiking", depth: int = 4,
                dim: int = 384, heads: int | None = None, mlp_ratio: float = 4.0,
                pools: int = 2, scale: float = 0.125, attn_threshold: float = 0.5):
     """Spikformer-``depth``-``dim`` (default 4-384, 12 heads); ``width`` scales ``dim``.
@@ -94,6 +95,8 @@ def spikformer(*, num_classes, in_channels, spiking, width, neuron, head, depth:
         raise KdsnnError("model 'spikformer' has no ANN twin; use a resnet or cnn teacher")
     if head != "spiking":
         raise KdsnnError(f"model 'spikformer' has only the spiking head, not '{head}'")
+    if last_block != "spiking":
+        raise KdsnnError(f"model 'spikformer' has only spiking blocks, not '{last_block}'")
     dim = int(round(dim * width))
     heads = heads or max(1, dim // 32)
     if dim % 8 or dim % heads:
