@@ -24,11 +24,16 @@ code, github.com/SinoLeu/CKDSNN, where it exists):
   branch goes through ``sigma`` only.  The log of the mixture is taken with ``logsumexp``
   over the two log-weighted ``log_softmax`` branches (the reference takes ``.log()`` of
   the mixed probabilities, which underflows in half precision).
-- SAMD: maps are min-max normalised **per sample** (the reference normalises with the
-  min/max of the whole batch and divides by ``max + 1e-3``; per-sample normalisation makes
-  each sample's target independent of its batch).  A map whose range is below
-  ``MINMAX_EPS`` becomes all zeros (a uniform spatial distribution) with bounded
-  gradients.  No ``tau**2`` factor (as in the reference and the field notes).
+- SAMD: by default maps are min-max normalised **per sample** (``norm="sample"``: each
+  sample's target is independent of its batch; a map whose range is below ``MINMAX_EPS``
+  becomes all zeros, a uniform spatial distribution, with bounded gradients).
+  ``norm="batch"`` is the reference: ``m - min`` over the whole batch, divided by
+  its ``max + 1e-3``.  No ``tau**2`` factor (as in the reference).  The reference adds
+  1e-10 to both spatial probabilities before the log; at ``H*W <= 1024`` that is below
+  float32 resolution of the probabilities and is left out (log_softmax is exact instead).
+- CAM-CAM: the student map is the CAM of the time-averaged last-stage map (as in the
+  reference, ``mid_spike.mean(0)``); ``detach_weight=True`` takes the student classifier
+  weight without gradient (the reference's ``.data``).
 - SAMD scaling variants (paper ablation "replace softmax with z-score or L2-norm
   scaling"): a KL target must be a distribution, and the reference's z-score path feeds
   negative z-scores into ``log`` (NaN).  Here every variant keeps the spatial softmax as
@@ -53,11 +58,16 @@ Tensor = torch.Tensor
 #: Maps whose per-sample range (max - min) is at or below this are treated as constant.
 MINMAX_EPS = 1e-6
 
+#: The reference's batch-global normalisation divides by ``max + BATCH_MINMAX_EPS``.
+BATCH_MINMAX_EPS = 1e-3
+
 SAMD_SCALINGS = ("softmax", "zscore", "l2")
+SAMD_NORMS = ("sample", "batch")
 
 __all__ = [
-    "MINMAX_EPS", "SAMD_SCALINGS", "cross_entropy", "logit_kd", "nld", "teacher_cam",
-    "student_sam", "student_cam", "minmax_normalize", "spatial_log_distribution", "samd",
+    "MINMAX_EPS", "BATCH_MINMAX_EPS", "SAMD_SCALINGS", "SAMD_NORMS", "cross_entropy",
+    "logit_kd", "nld", "teacher_cam", "student_sam", "student_cam", "minmax_normalize",
+    "minmax_normalize_batch", "spatial_log_distribution", "samd",
     "camcam", "FeatureAdapter", "feature_kd", "DEFAULTS", "PRESETS", "WEIGHT_KEYS",
     "resolve_config", "DistillLoss",
 ]
@@ -189,17 +199,19 @@ def student_sam(spikes: Tensor) -> Tensor:
     return spikes.float().sum(dim=(0, 2))
 
 
-def student_cam(spikes: Tensor, classifier_weight: Tensor, logits: Tensor) -> Tensor:
+def student_cam(spikes: Tensor, classifier_weight: Tensor, logits: Tensor,
+                detach_weight: bool = False) -> Tensor:
     """CAM-CAM baseline (CATKD-style): the student's own CAM ``(B, H, W)``.
 
-    ``ReLU(sum_c W_s[pred_s, c] * S[c, h, w])`` with ``S`` the time-summed spikes and
-    ``pred_s = argmax`` of the student logits.  ``classifier_weight`` must be ``(K, C)``
-    for the spike map's C channels (a GAP + single linear head).  Gradients flow to the
-    spikes and to the weight (both belong to the student).
+    ``ReLU(sum_c W_s[pred_s, c] * S[c, h, w])`` with ``S`` the time-averaged last-stage
+    map (the reference's ``mid_spike.mean(0)``) and ``pred_s = argmax`` of the student
+    logits.  ``classifier_weight`` must be ``(K, C)`` for the map's C channels.  Gradients
+    flow to the map, and to the weight unless ``detach_weight`` (the reference's ``.data``).
     """
     if spikes.dim() != 5:
         raise ValueError(f"student spikes must be (T, B, C, H, W), got shape {tuple(spikes.shape)}")
-    return _cam(spikes.float().sum(dim=0), classifier_weight, logits, "student")
+    weight = classifier_weight.detach() if detach_weight else classifier_weight
+    return _cam(spikes.float().mean(dim=0), weight, logits, "student")
 
 
 def minmax_normalize(maps: Tensor, eps: float = MINMAX_EPS) -> Tensor:
@@ -213,6 +225,21 @@ def minmax_normalize(maps: Tensor, eps: float = MINMAX_EPS) -> Tensor:
     rng = flat.amax(dim=1, keepdim=True) - lo
     denom = torch.where(rng > eps, rng, torch.ones_like(rng))
     return ((flat - lo) / denom).view_as(maps)
+
+
+def minmax_normalize_batch(maps: Tensor, eps: float = BATCH_MINMAX_EPS) -> Tensor:
+    """The reference's normalisation: ``m = maps - min``, then ``m / (max(m) + eps)``,
+    min and max taken over the whole batch (every sample's target depends on its batch)."""
+    shifted = maps - maps.min()
+    return shifted / (shifted.max() + eps)
+
+
+def _normalize(maps: Tensor, norm: str) -> Tensor:
+    if norm == "sample":
+        return minmax_normalize(maps)
+    if norm == "batch":
+        return minmax_normalize_batch(maps)
+    raise ValueError(f"unknown SAMD normalisation {norm!r}; expected one of {SAMD_NORMS}")
 
 
 def spatial_log_distribution(maps: Tensor, tau: float = 2.0, scaling: str = "softmax") -> Tensor:
@@ -253,27 +280,29 @@ def _match_teacher_map(student_map: Tensor, teacher_map: Tensor, resize: bool) -
 
 
 def samd(student_map: Tensor, teacher_map: Tensor, tau: float = 2.0,
-         scaling: str = "softmax", resize: bool = False) -> Tensor:
+         scaling: str = "softmax", resize: bool = False, norm: str = "sample") -> Tensor:
     """Saliency-scaled activation map distillation (SAMD).
 
-    Both ``(B, H, W)`` maps are min-max normalised per sample, turned into spatial
-    distributions over ``H*W`` (see :func:`spatial_log_distribution`), and the loss is
-    ``KL(teacher || student)`` 'batchmean' (no ``tau**2``).  The teacher map is detached.
-    Shapes must match; with ``resize=True`` a teacher map of another spatial size is first
-    adaptive-average-pooled (on the raw map) to the student's ``H x W``.
+    Both ``(B, H, W)`` maps are min-max normalised (``norm``: per ``sample``, or over the
+    whole ``batch`` as the reference does), turned into spatial distributions over ``H*W``
+    (see :func:`spatial_log_distribution`), and the loss is ``KL(teacher || student)``
+    'batchmean' (no ``tau**2``).  The teacher map is detached.  Shapes must match; with
+    ``resize=True`` a teacher map of another spatial size is first adaptive-average-pooled
+    (on the raw map) to the student's ``H x W``.
     """
     teacher_map = _match_teacher_map(student_map, teacher_map, resize)
-    log_p_t = spatial_log_distribution(minmax_normalize(teacher_map.detach().float()), tau, scaling)
-    log_p_s = spatial_log_distribution(minmax_normalize(student_map.float()), tau, scaling)
+    log_p_t = spatial_log_distribution(_normalize(teacher_map.detach().float(), norm), tau,
+                                       scaling)
+    log_p_s = spatial_log_distribution(_normalize(student_map.float(), norm), tau, scaling)
     return _kl_batchmean(log_p_t.exp(), log_p_s)
 
 
 def camcam(student_spikes: Tensor, student_classifier_weight: Tensor, student_logits: Tensor,
            teacher_map: Tensor, tau: float = 2.0, scaling: str = "softmax",
-           resize: bool = False) -> Tensor:
+           resize: bool = False, norm: str = "sample", detach_weight: bool = False) -> Tensor:
     """CAM-CAM baseline: :func:`samd` with the student map = :func:`student_cam`."""
-    s_map = student_cam(student_spikes, student_classifier_weight, student_logits)
-    return samd(s_map, teacher_map, tau=tau, scaling=scaling, resize=resize)
+    s_map = student_cam(student_spikes, student_classifier_weight, student_logits, detach_weight)
+    return samd(s_map, teacher_map, tau=tau, scaling=scaling, resize=resize, norm=norm)
 
 
 # --------------------------------------------------------------------------- features
@@ -315,7 +344,8 @@ WEIGHT_KEYS = ("ce", "samd", "nld", "logit_kd", "camcam", "feature")
 DEFAULTS: dict[str, Any] = {
     "ce": 1.0, "samd": 1.0, "nld": 1.0, "logit_kd": 0.0, "camcam": 0.0, "feature": 0.0,
     "label_smoothing": 0.0, "tau_nld": 2.0, "w_nld": 0.9, "tau_samd": 2.0,
-    "samd_scaling": "softmax", "samd_resize": False, "tau_kd": 4.0,
+    "samd_scaling": "softmax", "samd_resize": False, "samd_norm": "sample",
+    "camcam_detach": False, "tau_kd": 4.0,
     "student_channels": None, "teacher_channels": None,
 }
 
@@ -381,9 +411,12 @@ def resolve_config(config: Optional[Mapping[str, Any]] = None) -> dict[str, Any]
     if out["samd_scaling"] not in SAMD_SCALINGS:
         raise KdsnnError(f"loss config: 'samd_scaling' must be one of {', '.join(SAMD_SCALINGS)}, "
                          f"got {out['samd_scaling']!r}")
-    if not isinstance(out["samd_resize"], bool):
-        raise KdsnnError(f"loss config: 'samd_resize' must be true or false, "
-                         f"got {out['samd_resize']!r}")
+    if out["samd_norm"] not in SAMD_NORMS:
+        raise KdsnnError(f"loss config: 'samd_norm' must be one of {', '.join(SAMD_NORMS)}, "
+                         f"got {out['samd_norm']!r}")
+    for key in ("samd_resize", "camcam_detach"):
+        if not isinstance(out[key], bool):
+            raise KdsnnError(f"loss config: {key!r} must be true or false, got {out[key]!r}")
     for key in ("student_channels", "teacher_channels"):
         v = out[key]
         if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0):
@@ -459,7 +492,7 @@ class DistillLoss(nn.Module):
             t_cam = teacher_cam(t_fmap, t_weight, t_logits)
         if self.weights["samd"] > 0:
             terms["samd"] = samd(student_sam(student_spikes), t_cam, cfg["tau_samd"],
-                                 cfg["samd_scaling"], cfg["samd_resize"])
+                                 cfg["samd_scaling"], cfg["samd_resize"], cfg["samd_norm"])
         if self.weights["nld"] > 0:
             need("nld", teacher_logits=t_logits)
             terms["nld"] = nld(student_logits, t_logits, cfg["tau_nld"], cfg["w_nld"], generator)
@@ -470,7 +503,8 @@ class DistillLoss(nn.Module):
             need("camcam", student_classifier_weight=student_classifier_weight)
             terms["camcam"] = camcam(student_spikes, student_classifier_weight, student_logits,
                                      t_cam, cfg["tau_samd"], cfg["samd_scaling"],
-                                     cfg["samd_resize"])
+                                     cfg["samd_resize"], cfg["samd_norm"],
+                                     cfg["camcam_detach"])
         if self.weights["feature"] > 0:
             need("feature", student_spikes=student_spikes, teacher_fmap=t_fmap)
             terms["feature"] = feature_kd(student_spikes, t_fmap, self.adapter)

@@ -125,9 +125,9 @@ def test_student_sam_and_cam():
     spikes[1, 0, 1, 1, 1] = 1
     torch.testing.assert_close(L.student_sam(spikes), torch.tensor([[[2.0, 0.0], [0.0, 1.0]]]))
     W = torch.tensor([[1.0, -1.0, 0.0], [0.0, 3.0, 1.0]])
-    logits = torch.tensor([[0.0, 1.0]])  # pred 1: 3*S1 + S2 over time-summed spikes
+    logits = torch.tensor([[0.0, 1.0]])  # pred 1: 3*S1 + S2 over time-averaged spikes
     torch.testing.assert_close(L.student_cam(spikes, W, logits),
-                               torch.tensor([[[1.0, 0.0], [0.0, 3.0]]]))
+                               torch.tensor([[[0.5, 0.0], [0.0, 1.5]]]))
     with pytest.raises(ValueError, match="T, B, C, H, W"):
         L.student_sam(torch.zeros(1, 3, 2, 2))
 
