@@ -27,7 +27,11 @@ class DataConfig:
     encoding: str = "direct"
     batch_size: int = 64
     eval_batch_size: int = 256
-    augment: bool = False
+    augment: bool = False  # per image: random crop (zero padding) + horizontal flip
+    autoaugment: str = "none"  # on batches (kornia): none | cifar10 (the CIFAR-10 policy)
+    erasing: float = 0.0  # on batches (kornia): RandomErasing probability (0: off)
+    erasing_scale: list = field(default_factory=lambda: [0.02, 0.33])  # erased area fraction
+    normalize: str = "none"  # none | cifar10: per-channel mean/std, the models' first stage
     num_workers: int = 0
     options: dict = field(default_factory=dict)  # extra data-set options, e.g. {limit: 10000}
 
@@ -39,6 +43,7 @@ class NeuronConfig:
     threshold: float = 1.0
     surrogate: str = "atan"
     width: float = 1.0
+    detach_reset: bool = True  # false: the reset's gradient flows (the reference code)
 
 
 @dataclass
@@ -47,13 +52,16 @@ class TrainConfig:
 
     model: str = "cnn"
     width: int = 1
-    head: str = "spiking"
+    head: str = "spiking"  # spiking | reference (fc-fc, the reference code) | mlp (fc-ReLU-fc)
+    last_block: str = "spiking"  # spiking | relu (the reference code's analog last unit)
     epochs: int = 10
     optimizer: str = "sgd"
     lr: float = 0.1
     momentum: float = 0.9
+    nesterov: bool = True  # SGD only; takes effect when momentum > 0
     weight_decay: float = 5e-4
     scheduler: str = "cosine"
+    lr_interval: str = "step"  # step | epoch: how often the schedule moves the lr
     warmup_epochs: int = 0
     label_smoothing: float = 0.0
     checkpoint_every: int = 0  # extra mid-epoch checkpoints every N steps (0: epoch ends only)
@@ -70,6 +78,9 @@ class LossConfig:
     w_nld: float = 0.9
     tau_samd: float = 2.0
     samd_scaling: str = "softmax"
+    samd_norm: str = "sample"  # sample | batch (the reference: min/max of the whole batch)
+    camcam_detach: bool = False  # true: the student classifier weight without gradient
+    teacher_mode: str = "eval"  # eval | train (the reference: BatchNorm batch statistics)
     tau_kd: float = 4.0
 
 
@@ -98,9 +109,16 @@ CHOICES = {
     "student.optimizer": ("sgd", "adamw"),
     "teacher.scheduler": ("cosine", "constant"),
     "student.scheduler": ("cosine", "constant"),
-    "student.head": ("spiking", "reference"),
+    "teacher.lr_interval": ("step", "epoch"),
+    "student.lr_interval": ("step", "epoch"),
+    "student.head": ("spiking", "reference", "mlp"),
+    "student.last_block": ("spiking", "relu"),
+    "data.autoaugment": ("none", "cifar10"),
+    "data.normalize": ("none", "cifar10"),
     "neuron.surrogate": ("atan", "sigmoid", "triangle"),
     "loss.samd_scaling": ("softmax", "zscore", "l2"),
+    "loss.samd_norm": ("sample", "batch"),
+    "loss.teacher_mode": ("eval", "train"),
 }
 POSITIVE = ("data.time_steps", "data.batch_size", "data.eval_batch_size", "teacher.epochs",
             "student.epochs", "teacher.lr", "student.lr", "teacher.width", "student.width",
@@ -130,6 +148,10 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
         if not isinstance(value, str):
             raise KdsnnError(f"config key '{key}' must be a string, got {value!r}")
         return value
+    if typ is list or origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise KdsnnError(f"config key '{key}' must be a list, got {value!r}")
+        return list(value)
     if typ is dict or origin is dict:
         if not isinstance(value, dict):
             raise KdsnnError(f"config key '{key}' must be a mapping, got {value!r}")
@@ -172,8 +194,26 @@ def validate(cfg: Config) -> Config:
             raise KdsnnError(f"config key '{key}' must lie in [0, 1], got {flat[key]!r}")
     if not 0 <= cfg.loss.w_nld <= 1:
         raise KdsnnError(f"config key 'loss.w_nld' must lie in [0, 1], got {cfg.loss.w_nld!r}")
+    _validate_augmentation(cfg.data)
     _validate_loss(cfg)
     return cfg
+
+
+def _validate_augmentation(data: DataConfig) -> None:
+    """Batch augmentation and normalisation need analog images: checked at load."""
+    if not 0 <= data.erasing <= 1:
+        raise KdsnnError(f"config key 'data.erasing' must lie in [0, 1], got {data.erasing!r}")
+    scale = data.erasing_scale
+    if len(scale) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                  for v in scale) or not 0 < scale[0] <= scale[1] <= 1:
+        raise KdsnnError("config key 'data.erasing_scale' must be [low, high] with "
+                         f"0 < low <= high <= 1, got {scale!r}")
+    data.erasing_scale = [float(v) for v in scale]
+    if data.encoding != "direct":
+        for key in ("autoaugment", "normalize"):
+            if getattr(data, key) != "none":
+                raise KdsnnError(f"config key 'data.{key}' needs data.encoding 'direct' "
+                                 f"(analog images), got {data.encoding!r}")
 
 
 def loss_options(cfg: Config, student_channels: Optional[int] = None,
@@ -182,7 +222,8 @@ def loss_options(cfg: Config, student_channels: Optional[int] = None,
     return {"preset": cfg.loss.preset, **cfg.loss.weights,
             "label_smoothing": cfg.student.label_smoothing, "tau_nld": cfg.loss.tau_nld,
             "w_nld": cfg.loss.w_nld, "tau_samd": cfg.loss.tau_samd,
-            "samd_scaling": cfg.loss.samd_scaling, "tau_kd": cfg.loss.tau_kd,
+            "samd_scaling": cfg.loss.samd_scaling, "samd_norm": cfg.loss.samd_norm,
+            "camcam_detach": cfg.loss.camcam_detach, "tau_kd": cfg.loss.tau_kd,
             "student_channels": student_channels, "teacher_channels": teacher_channels}
 
 

@@ -1,7 +1,7 @@
 """Training of ANN teachers and distillation of spiking students.
 
-Determinism: every random draw of a step (augmentation, Poisson encoding, NLD
-noise) comes from seeds derived from ``(seed, stage, epoch, step)``, and the
+Determinism: every random draw of a step (augmentation, batch augmentation, Poisson
+encoding, NLD noise) comes from seeds derived from ``(seed, stage, epoch, step)``, and the
 data order of an epoch from ``(seed, epoch)``.  A resumed run therefore replays
 exactly what an uninterrupted run would have done and ends bit-identical.
 """
@@ -85,9 +85,10 @@ def model_spec(cfg: Config, stage: str) -> dict:
     tc: TrainConfig = getattr(cfg, stage)
     out = {"name": tc.model, "num_classes": spec.num_classes, "in_channels": spec.in_channels,
            "spiking": stage == "student", "width": tc.width, "kwargs": dict(tc.model_kwargs),
-           "input_size": list(spec.image_size)}
+           "input_size": list(spec.image_size), "normalize": cfg.data.normalize}
     if stage == "student":
         out["head"] = tc.head
+        out["last_block"] = tc.last_block
         out["neuron"] = asdict(cfg.neuron)
     return out
 
@@ -106,9 +107,12 @@ def build_model(mspec: dict, where: str = "model description") -> nn.Module:
     kwargs = mspec.get("kwargs", {})
     if not isinstance(kwargs, dict):
         raise KdsnnError(f"{where}: the model's 'kwargs' is not an object")
-    kwargs = dict(kwargs)
+    kwargs = dict(kwargs, normalize=mspec.get("normalize", "none"))
     if mspec["spiking"]:
-        kwargs.update(neuron=mspec["neuron"], head=mspec.get("head", "spiking"))
+        head, last_block = mspec.get("head", "spiking"), mspec.get("last_block")
+        if last_block is None:  # written before the two were split: 'reference' had both
+            head, last_block = ("mlp", "relu") if head == "reference" else (head, "spiking")
+        kwargs.update(neuron=mspec["neuron"], head=head, last_block=last_block)
     try:
         return create_model(mspec["name"], num_classes=mspec["num_classes"],
                             in_channels=mspec["in_channels"], spiking=mspec["spiking"],
@@ -160,8 +164,22 @@ def teacher_input(x: torch.Tensor, kind: str) -> torch.Tensor:
     return (x > 0).to(x.dtype).mean(1) if kind == "event" else x
 
 
+def batch_augment(cfg: Config):
+    """The run's kornia batch augmentation (None when the config asks for none)."""
+    if cfg.data.autoaugment == "none" and cfg.data.erasing == 0:
+        return None
+    if data_spec(cfg).kind == "event":
+        raise KdsnnError("config keys 'data.autoaugment' / 'data.erasing' need static images; "
+                         f"data set '{cfg.data.name}' is event data")
+    from .data.augment import BatchAugment
+    from .models.layers import NORMALIZATIONS
+    fill = NORMALIZATIONS[cfg.data.normalize][0] if cfg.data.normalize != "none" else None
+    return BatchAugment(cfg.data.autoaugment, cfg.data.erasing, cfg.data.erasing_scale, fill)
+
+
 def lr_at(tc: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
-    progress = (epoch + step / max(1, steps_per_epoch))
+    """Warm-up then cosine (or constant); ``lr_interval: epoch`` holds it for a whole epoch."""
+    progress = epoch if tc.lr_interval == "epoch" else epoch + step / max(1, steps_per_epoch)
     if tc.warmup_epochs and progress < tc.warmup_epochs:
         return tc.lr * (progress + 1e-3) / tc.warmup_epochs
     if tc.scheduler == "constant":
@@ -174,7 +192,8 @@ def make_optimizer(model: nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if tc.optimizer == "sgd":
         return torch.optim.SGD(params, lr=tc.lr, momentum=tc.momentum,
-                               weight_decay=tc.weight_decay, nesterov=tc.momentum > 0)
+                               weight_decay=tc.weight_decay,
+                               nesterov=tc.nesterov and tc.momentum > 0)
     return torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
 
 
@@ -231,6 +250,7 @@ class Stage:
         cfg = self.cfg
         self.train_set = open_dataset(cfg, "train")
         self.test_set = open_dataset(cfg, "test")
+        self.augment = batch_augment(cfg)
         torch.manual_seed(derive_seed(cfg.seed, self.stage, "init"))
         self.mspec = model_spec(cfg, self.stage)
         self.model = build_model(self.mspec).to(self.device)
@@ -277,6 +297,11 @@ class Stage:
         for p in teacher.parameters():
             p.requires_grad_(False)
         self._check_maps(teacher)
+        if self.cfg.loss.teacher_mode == "train":
+            teacher.train()  # BatchNorm normalises with batch statistics, as in the reference
+            for m in teacher.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.momentum = 0.0  # ... and never moves its running statistics
         return teacher, meta
 
     @torch.no_grad()
@@ -422,6 +447,9 @@ class Stage:
                 x, y = next(it)
                 x, y = x.to(self.device), y.to(self.device)
                 rank_key = (self.dist.rank,) if self.dist.enabled else ()
+                if self.augment is not None:
+                    x = self.augment(x, derive_seed(cfg.seed, self.stage, epoch, step,
+                                                    "augment", *rank_key))
                 gen = torch.Generator().manual_seed(derive_seed(cfg.seed, self.stage, epoch,
                                                                 step, "enc", *rank_key))
                 nld_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, self.stage,
