@@ -96,6 +96,31 @@ def test_reset_is_detached_and_gradient_reaches_input():
     assert x.grad is not None and torch.all(torch.isfinite(x.grad)) and x.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("alpha", [0.0, 0.5])
+def test_undetached_reset_same_spikes_gradient_through_the_reset(alpha):
+    """detach_reset=False: d v[t] / d v[t-1] = beta (1 - s) - beta v s' (the reference code)."""
+    x = torch.tensor([[1.2], [0.6], [0.3]], dtype=torch.float64)
+    grads, spikes = [], []
+    for detach in (True, False):
+        for backend in ("fused", "reference"):
+            xi = x.clone().requires_grad_(True)
+            s = CubaLIF(alpha=alpha, surrogate="triangle", backend=backend,
+                        detach_reset=detach)(xi)
+            s[2].sum().backward()
+            spikes.append(s.detach())
+            grads.append(xi.grad)
+    assert all(torch.equal(s, spikes[0]) for s in spikes)
+    torch.testing.assert_close(grads[0], grads[1])  # fused = step by step, detached
+    assert torch.equal(grads[2], grads[3])  # undetached: the fused layer runs the same code
+    assert not torch.allclose(grads[0], grads[2])
+    if alpha == 0.0:  # by hand: v0 = 1.2 spikes, v1 = 0.6, v2 = 0.3 + 0.3; s' = triangle
+        g_v2 = 1 - abs(0.6 - 1.0)                       # s2'(v2 - 1)
+        g_v1 = 0.5 * g_v2 * (1 - 0.6 * (1 - abs(0.6 - 1.0)))  # through v1 (1 - s1)
+        g_v0 = 0.5 * g_v1 * (0 - 1.2 * (1 - abs(1.2 - 1.0)))  # through v0 (1 - s0)
+        torch.testing.assert_close(grads[2].flatten(),
+                                   torch.tensor([g_v0, g_v1, g_v2], dtype=torch.float64))
+
+
 def test_loihi_decays_and_readout():
     assert loihi_decays(0.0, 0.5) == (4095, 2048)
     assert loihi_decays(1.0, 1.0) == (0, 0)
