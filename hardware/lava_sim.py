@@ -14,8 +14,13 @@ Network built from stock Lava processes only:
 * neuron layer: ``lava.proc.lif.process.LIFReset`` (fixed_pt model = PyLifResetModelBitAcc,
   same arithmetic as LIF) with du, dv, vth, bias_mant, bias_exp; fan-in = several
   synapse ``a_out`` ports connected to the one ``a_in`` (Lava sums them);
-* recording: ``lava.proc.io.sink.RingBuffer`` on every spiking layer's ``s_out`` and
-  ``lava.proc.io.sink.Read`` on the readout's ``v`` (sampled once per sample).
+* recording: a sink on every spiking layer's ``s_out`` and ``lava.proc.io.sink.Read`` on
+  the readout's ``v`` (sampled once per sample).
+* I/O (``io``): by default kdsnn's ``ShmSource``/``ShmSink``
+  (``hardware.lava_procs.shm_io``), which move samples and spikes through shared memory;
+  ``io="vars"`` uses the stock ``lava.proc.io`` RingBuffers, whose ``Var.get/set`` sends
+  one element per channel message (the former path: ~94 s per ResNet-20 sample, nearly
+  all of it in those transfers).  Both carry the same integers (tested bit for bit).
 
 Timing.  Every synapse adds one step: the layer at depth d (synapses from the input)
 handles x[t] of a sample at step t + d.  All fan-in paths of a layer must have the same
@@ -27,8 +32,9 @@ synapse buffers only ever arrive outside a layer's window.  A batch of B samples
 (B + ceil(L / T)) * T steps, L = depth of the readout.  Spikes returned are aligned by
 depth, so they compare 1:1 with ``export.emulate.emulate``.
 
-Cost (2 cores, T = 4, measured): every Lava process is an OS process synchronised each
-step, so the rate is set by the process count.  4-layer toy conv/dense net: ~120
+Cost (2 cores, T = 4; see ``benchmarks/results/hardware.md`` for current figures): every
+Lava process is an OS process synchronised each step, so with the shared-memory I/O the
+rate is set by the process count and the per-step compute.  Older figures (stock I/O):  4-layer toy conv/dense net: ~120
 steps/s = ~30 samples/s (record=False), ~17 samples/s recording all spikes; folded
 ResNet-20 (width 4, 29 layers with relays) ~12 steps/s = ~2 samples/s with
 ``conv_model="fast"``; compiling takes 1-10 s once per ``LavaRunner``.  The stock
@@ -59,6 +65,13 @@ from lava.proc.io.sink import RingBuffer as Sink
 from lava.proc.io.source import RingBuffer as Source
 from lava.proc.lif.process import LIFReset
 from lava.utils.weightutils import SignMode
+
+
+#: how samples and spikes cross between the host and Lava: ``shm`` (kdsnn's shared-memory
+#: ring processes, ``hardware.lava_procs.shm_io``) or ``vars`` (stock RingBuffer processes and
+#: ``Var.get/set``, one element per message: the earlier, ~100x slower path, kept for
+#: benchmarks and the equivalence test)
+IO_MODES = ("shm", "vars")
 
 
 def lava_shape(shape: tuple) -> tuple:
@@ -103,10 +116,14 @@ class LavaRunner:
     """
 
     def __init__(self, qgraph: QuantGraph, chunk_samples: int = 64, record: bool = True,
-                 conv_model: str = "lava"):
+                 conv_model: str = "lava", io: str = "shm"):
         if conv_model not in ("lava", "fast"):
             raise ValueError("conv_model must be 'lava' (stock PyConvModelFixed) or 'fast'")
+        if io not in IO_MODES:
+            raise ValueError(f"io must be one of {', '.join(IO_MODES)}")
         self.conv_model = conv_model
+        self.io = io
+        self._tmp = None
         self.q = qgraph
         self.T = qgraph.time_steps
         self.depth = qgraph.depths()
@@ -121,10 +138,29 @@ class LavaRunner:
         self._build()
 
     # ---- construction ---------------------------------------------------------------
+    def _ring(self, name: str, shape: tuple) -> tuple:
+        """A shared-memory ring file (host side) for an ShmSource/ShmSink."""
+        from hardware.lava_procs.shm_io import open_ring
+        path = str(Path(self._tmp) / f"{len(self._rings)}.i32")
+        ring = open_ring(path, shape, self.nb, "w+")
+        self._rings[name] = ring
+        return path, ring
+
     def _build(self):
         q = self.q
         in_shape = lava_shape(q.input_shape)
-        self.source = Source(data=np.zeros(in_shape + (self.nb,), dtype=np.int32))
+        self._rings = {}
+        if self.io == "shm":
+            import tempfile
+
+            from hardware.lava_procs.shm_io import ShmSink, ShmSource
+            shm = Path("/dev/shm")
+            self._tmp = tempfile.mkdtemp(prefix="kdsnn-lava-",
+                                         dir=str(shm) if shm.is_dir() else None)
+            path, _ = self._ring(INPUT, in_shape)
+            self.source = ShmSource(shape=in_shape, steps=self.nb, path=path)
+        else:
+            self.source = Source(data=np.zeros(in_shape + (self.nb,), dtype=np.int32))
         self.lifs, self.sinks, self.synapses = {}, {}, []
         for layer in q.layers:
             lshape = lava_shape(layer.shape)
@@ -160,7 +196,11 @@ class LavaRunner:
                 syn.a_out.connect(lif.a_in)
                 self.synapses.append(syn)
             if self.record and layer.spiking:
-                sink = Sink(shape=lshape, buffer=self.nb)
+                if self.io == "shm":
+                    path, _ = self._ring(layer.name, lshape)
+                    sink = ShmSink(shape=lshape, steps=self.nb, path=path)
+                else:
+                    sink = Sink(shape=lshape, buffer=self.nb)
                 lif.s_out.connect(sink.a_in)
                 self.sinks[layer.name] = sink
         self.reader = Read(buffer=self.rb, interval=self.T, offset=self.read_off)
@@ -173,19 +213,28 @@ class LavaRunner:
         n = inputs.shape[0]
         k0 = self.k
         idx = (k0 + np.arange(n)) % self.nb
-        buf = np.zeros(self.source.data.shape, dtype=np.int32)
-        buf[..., idx] = np.moveaxis(inputs, 0, -1)
-        if self.started:
-            self.source.data.set(buf)
+        if self.io == "shm":
+            ring = self._rings[INPUT]
+            ring[:] = 0
+            ring[idx] = inputs
+            ring.flush()
         else:
-            self.source.data.init = buf
+            buf = np.zeros(self.source.data.shape, dtype=np.int32)
+            buf[..., idx] = np.moveaxis(inputs, 0, -1)
+            if self.started:
+                self.source.data.set(buf)
+            else:
+                self.source.data.init = buf
         self.source.run(condition=RunSteps(num_steps=n), run_cfg=self.cfg)
         self.started = True
         self.k += n
         spikes = {}
         for name, sink in self.sinks.items():
-            data = sink.data.get()
-            spikes[name] = np.moveaxis(data[..., idx], -1, 0).astype(np.int64)
+            if self.io == "shm":
+                spikes[name] = np.asarray(self._rings[name][idx], dtype=np.int64)
+            else:
+                data = sink.data.get()
+                spikes[name] = np.moveaxis(data[..., idx], -1, 0).astype(np.int64)
         steps = np.arange(k0 + 1, k0 + n + 1)
         rsteps = steps[(steps - 1) % self.T == self.read_off]
         reads = {}
@@ -242,6 +291,11 @@ class LavaRunner:
         if self.started:
             self.source.stop()
             self.started = False
+        if self._tmp is not None:
+            import shutil
+            self._rings = {}
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
 
     def __enter__(self):
         return self
@@ -251,10 +305,10 @@ class LavaRunner:
 
 
 def run_lava(qgraph: QuantGraph, x_int_seq, record: bool = True,
-             chunk_samples: int = 64, conv_model: str = "lava") -> tuple:
+             chunk_samples: int = 64, conv_model: str = "lava", io: str = "shm") -> tuple:
     """Build, run and stop: ``(readout_v (B, K), spikes name -> (T, B, *shape))``."""
     runner = LavaRunner(qgraph, chunk_samples=chunk_samples, record=record,
-                        conv_model=conv_model)
+                        conv_model=conv_model, io=io)
     try:
         return runner.run(x_int_seq)
     finally:
