@@ -9,7 +9,8 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from export.graph import Connection, DeployGraph, NeuronLayer, run_float
-from hardware.energy import (analyze_graph, energy, energy_ratio, fanout_map, list_profiles,
+from hardware.energy import (DEFAULT_CONVENTIONS, Conventions, analyze_graph, convention_grid,
+                             count_teacher, energy, energy_ratio, fanout_map, list_profiles,
                              load_profile, macs_per_connection, synops_per_connection,
                              teacher_energy, teacher_macs)
 from kd_snn.errors import KdsnnError
@@ -186,7 +187,7 @@ def test_residual_synops_add_and_input_macs():
 def test_batching_and_precomputed_records_agree():
     g = residual_graph()
     torch.manual_seed(1)
-    x = torch.rand(3, 7, 2, 6, 6, dtype=torch.float64)
+    x = torch.rand(1, 7, 2, 6, 6, dtype=torch.float64).repeat(3, 1, 1, 1, 1)  # direct encoding
     ref = analyze_graph(g, x, batch_size=64)
     chunked = analyze_graph(g, x, batch_size=3)
     _, rec = run_float(g, x, record=True)
@@ -231,12 +232,145 @@ def test_spiking_input_counts_synops():
 
 def test_dense_input_macs_count_every_value():
     w = np.ones((3, 4))
-    w[0, 0] = 0.0
+    w[0, 0] = 0.0  # a MAC array multiplies zero weights too: MACs count every weight
     g = DeployGraph((4,), (layer("o", (3,), [Connection("input", "dense", w)], spiking=False),),
                     time_steps=2)
-    x = torch.zeros(2, 5, 4, dtype=torch.float64)
-    assert analyze_graph(g, x, fanout="all")["o"].macs_in == 2 * 4 * 3
-    assert analyze_graph(g, x)["o"].macs_in == 2 * 11
+    x = torch.zeros(2, 5, 4, dtype=torch.float64)  # repeats over T: charged once by default
+    assert analyze_graph(g, x, fanout="all")["o"].macs_in == 4 * 3
+    assert analyze_graph(g, x)["o"].macs_in == 4 * 3
+    per_step = Conventions(first_layer="per_step")
+    assert analyze_graph(g, x, conventions=per_step)["o"].macs_in == 2 * 4 * 3
+    assert analyze_graph(g, x, conventions=Conventions(zero_input="skipped"))["o"].macs_in == 0
+
+
+# --------------------------------------------------------------------------- conventions
+# One 3x3 conv, padding 1, 1 -> 2 channels, on a 4x4 image.  Per axis the outputs 0..3 read
+# 2, 3, 3, 2 in-bounds rows, so in-bounds taps = 2 * (2+3+3+2)**2 = 200 per step; with the
+# padding taps every output reads 9: 2 * 16 * 9 = 288.  A pixel's fan-out is 2 * (its
+# row's readers) * (its column's readers) with readers 2, 3, 3, 2 per axis: the corner
+# (0, 0) has 2 * 2 * 2 = 8, the inner (1, 1) 2 * 3 * 3 = 18.
+
+
+def first_layer_graph(T=3):
+    w = np.ones((2, 1, 3, 3))
+    conv = layer("c", (2, 4, 4), [Connection("input", "conv", w, (1, 1), (1, 1))], thr=100.0)
+    return DeployGraph((1, 4, 4), (conv,), time_steps=T, encoding="direct")
+
+
+def hand_images():
+    img = torch.ones(2, 1, 4, 4, dtype=torch.float64)  # two samples, the same image
+    img[:, 0, 0, 0] = 0.0  # corner: fan-out 8
+    img[:, 0, 1, 1] = 0.0  # inner: fan-out 18
+    return img
+
+
+def test_padding_taps_on_off_by_hand():
+    g = first_layer_graph()
+    x = hand_images().unsqueeze(0).repeat(3, 1, 1, 1, 1)
+    counts = analyze_graph(g, x)["c"].mac_counts["input"]
+    assert (counts["in_bounds"], counts["padded"]) == (200, 288)
+    assert analyze_graph(g, x)["c"].macs_in == 200
+    assert analyze_graph(g, x, conventions=Conventions(padding="counted"))["c"].macs_in == 288
+
+
+def test_first_layer_once_vs_per_step_by_hand():
+    g = first_layer_graph(T=3)
+    x = hand_images().unsqueeze(0).repeat(3, 1, 1, 1, 1)  # direct encoding: repeats
+    stats = analyze_graph(g, x)
+    assert stats["c"].macs_in == 200  # once
+    assert stats.under(Conventions(first_layer="per_step"))["c"].macs_in == 3 * 200
+    assert stats.under(Conventions(first_layer="per_step", padding="counted"))[
+        "c"].macs_in == 3 * 288
+    varying = x.clone()
+    varying[1] = 0.5  # the input changes over time: charged at every step either way
+    assert analyze_graph(g, varying)["c"].macs_in == 3 * 200
+
+
+def test_zero_input_skipping_by_hand():
+    g = first_layer_graph(T=3)
+    x = hand_images().unsqueeze(0).repeat(3, 1, 1, 1, 1)
+    skip = Conventions(zero_input="skipped")
+    assert analyze_graph(g, x, conventions=skip)["c"].macs_in == 200 - 8 - 18
+    assert analyze_graph(g, x, conventions=replace_conv(skip, first_layer="per_step"))[
+        "c"].macs_in == 3 * (200 - 8 - 18)
+    # padding taps read zeros, so skipping zeros skips them too
+    assert analyze_graph(g, x, conventions=replace_conv(skip, padding="counted"))[
+        "c"].macs_in == 200 - 8 - 18
+    _, rec = run_float(g, x, record=True)
+    no_input = analyze_graph(g, spikes=rec)  # without the input values: no zero skipping
+    assert no_input["c"].macs_in == 200
+    with pytest.raises(KdsnnError, match="zero-input"):
+        no_input.under(skip)
+
+
+def replace_conv(conv, **kw):
+    import dataclasses
+    return dataclasses.replace(conv, **kw)
+
+
+def test_conventions_validation_and_grid():
+    with pytest.raises(KdsnnError, match="padding"):
+        Conventions(padding="sometimes")
+    grid = convention_grid()
+    assert len(grid) == 8 and grid[0] == DEFAULT_CONVENTIONS
+    assert len(set(grid)) == 8
+    assert DEFAULT_CONVENTIONS.to_dict() == {"padding": "in_bounds", "first_layer": "once",
+                                             "zero_input": "counted",
+                                             "neuron_updates": "active_inactive"}
+
+
+def test_teacher_counted_like_the_student_both_ways():
+    teacher = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, bias=False), nn.ReLU(),
+                            nn.Flatten(), nn.Linear(32, 3))
+    images = hand_images()
+    ts = count_teacher(teacher, (1, 4, 4), x=images)
+    first, fc = ts.layers
+    assert (first.name, first.in_bounds, first.padded, first.input) == ("0", 200, 288, True)
+    assert first.nonzero == 200 - 8 - 18
+    assert (fc.in_bounds, fc.padded, fc.input, fc.nonzero) == (96, 96, False, None)
+    assert ts.macs() == {"0": 200, "3": 96}
+    assert ts.macs(Conventions(padding="counted")) == {"0": 288, "3": 96}
+    assert ts.macs(Conventions(zero_input="skipped")) == {"0": 174, "3": 96}
+    counter = FlopCounterMode(display=False)  # cross-check: flop_counter counts padding taps
+    with counter, torch.no_grad():
+        teacher(torch.zeros(1, 1, 4, 4))
+    assert counter.get_total_flops() == 2 * sum(ts.macs(Conventions(padding="counted")).values())
+    # the student's first layer, counted by the same counter, gives the same three figures
+    st = analyze_graph(first_layer_graph(T=1), images.unsqueeze(0))
+    for conv in convention_grid():
+        assert st.under(conv)["c"].macs_in == ts.macs(conv)["0"], conv
+    with pytest.raises(KdsnnError, match="zero-input"):
+        count_teacher(teacher, (1, 4, 4)).macs(Conventions(zero_input="skipped"))
+
+
+def test_active_and_inactive_neuron_updates_by_hand():
+    w = np.array([[1.0, 0.0], [0.0, 0.0]])  # neuron 1 has no synapse: never active
+
+    def graph(thr):
+        return DeployGraph((2,), (layer("a", (2,), [Connection("input", "dense", w)], thr=thr),),
+                           time_steps=3, encoding="direct")
+
+    x = torch.zeros(3, 1, 2, dtype=torch.float64)
+    x[0, 0, 0] = 1.0  # one input at t = 0 only
+    # no spike (threshold 5): neuron 0 is active at t = 0 (input), 1 and 2 (carried voltage)
+    quiet = analyze_graph(graph(5.0), x)["a"]
+    assert (quiet.active_updates, quiet.neuron_updates, quiet.spikes) == (3, 6, 0)
+    # a spike at t = 0 resets it: active at t = 0 only
+    loud = analyze_graph(graph(0.5), x)["a"]
+    assert (loud.active_updates, loud.spikes) == (1, 1)
+    e = energy(analyze_graph(graph(0.5), x), "loihi")
+    assert e["neuron_active_pj"] == pytest.approx(1 * 81.0)
+    assert e["neuron_inactive_pj"] == pytest.approx(5 * 52.0)
+    assert e["spike_pj"] == pytest.approx(1 * 1.7)
+    assert e["macs_pj"] == pytest.approx(3 * 4 * 4.6)  # 4 weights, 3 steps (input varies)
+    every = energy(analyze_graph(graph(0.5), x), "loihi",
+                   Conventions(neuron_updates="all_active"))
+    assert every["neuron_active_pj"] == pytest.approx(6 * 81.0)
+    assert every["neuron_inactive_pj"] == 0
+    biased = DeployGraph((2,), (NeuronLayer("a", (2,), (Connection("input", "dense", w),),
+                                            bias=np.array([0.0, 0.1]), alpha=0.0, beta=0.5,
+                                            threshold=5.0),), time_steps=3)
+    assert analyze_graph(biased, x)["a"].active_updates == 3 + 3  # a bias keeps it active
 
 
 # --------------------------------------------------------------------------- teacher
@@ -275,7 +409,7 @@ class TinyResNet(nn.Module):
 
 def test_teacher_macs_match_flop_counter():
     model = TinyResNet().train()
-    macs = teacher_macs(model, (3, 13, 13))
+    macs = teacher_macs(model, (3, 13, 13), Conventions(padding="counted"))
     assert model.training  # mode restored
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
@@ -290,20 +424,35 @@ def test_teacher_macs_match_flop_counter():
     assert macs["dw"] == 16 * 3 * 3 * 9
     assert macs["layer1.conv2"] == 13 * 13 * 8 * 4 * 9  # groups=2: 4 input channels each
     assert list(macs)[:2] == ["stem", "layer1.conv1"]  # call order
-    assert teacher_macs(model, (4, 3, 13, 13)) == macs  # batch divided out
+    assert teacher_macs(model, (4, 3, 13, 13), Conventions(padding="counted")) == macs
+    # in-bounds only (the default) differs exactly where padding is: stem 3x3 pad 1 on 13x13
+    # reads (13*3 - 2)**2 = 37**2 in-bounds taps per (C_in, C_out) pair; dw has no padding
+    inside = teacher_macs(model, (3, 13, 13))
+    assert inside["stem"] == 37 * 37 * 3 * 8 and inside["stem"] < macs["stem"]
+    assert inside["dw"] == macs["dw"] and inside["fc"] == macs["fc"]
+    assert inside["layer2.short.0"] == macs["layer2.short.0"]  # 1x1, no padding
 
 
 # --------------------------------------------------------------------------- profiles, energy
 
 
 def test_builtin_profiles():
-    assert {"cmos45nm", "loihi"} <= set(list_profiles())
-    cmos = load_profile("cmos45nm")
+    assert {"cmos45nm_fp32", "cmos45nm_int8", "loihi"} <= set(list_profiles())
+    cmos = load_profile("cmos45nm_fp32")
     assert (cmos.e_mac_pj, cmos.e_ac_pj, cmos.e_neuron_pj) == (4.6, 0.9, None)
-    assert "Horowitz" in cmos.source
+    assert "Horowitz" in cmos.source and load_profile("cmos45nm") == cmos  # the old name
+    int8 = load_profile("cmos45nm_int8")
+    assert (int8.e_mac_pj, int8.e_ac_pj) == (0.23, 0.03)  # int8 mult 0.2 + add 0.03
+    assert int8.figures == {"int8_add": 0.03, "int8_mult": 0.2, "int32_add": 0.1,
+                            "int32_mult": 3.1}
     loihi = load_profile("loihi")
-    assert (loihi.e_ac_pj, loihi.e_neuron_pj) == (23.6, 81.0)
-    assert "Davies" in loihi.source and loihi.e_mac_pj > 0
+    assert (loihi.e_ac_pj, loihi.e_neuron_pj, loihi.e_neuron_inactive_pj,
+            loihi.e_spike_pj) == (23.6, 81.0, 52.0, 1.7)
+    assert loihi.figures["tile_hop_east_west"] == 3.0
+    assert loihi.figures["tile_hop_north_south"] == 4.0
+    assert "Davies" in loihi.source and "Table 2" in loihi.source
+    assert loihi.teacher_profile == "cmos45nm_fp32" and loihi.notes
+    assert any("27.1" in n for n in loihi.notes)
 
 
 def write(tmp_path, text, name="dev.yaml"):
@@ -351,14 +500,19 @@ def test_energy_hand_computed():
     assert cmos["total_pj"] == pytest.approx(t["synops"] * 0.9 + t["macs"] * 4.6)
     assert cmos["neuron_pj"] == 0
     loihi = energy(stats, "loihi")
-    assert loihi["neuron_pj"] == pytest.approx(t["neuron_updates"] * 81.0)
+    active = t["active_updates"]
+    assert loihi["neuron_pj"] == pytest.approx(
+        active * 81.0 + (t["neuron_updates"] - active) * 52.0)
     assert loihi["total_pj"] == pytest.approx(
-        t["synops"] * 23.6 + t["macs"] * 4.6 + t["neuron_updates"] * 81.0)
+        t["synops"] * 23.6 + t["macs"] * 4.6 + loihi["neuron_pj"] + t["spikes"] * 1.7)
     assert sum(l["total_pj"] for l in loihi["layers"]) == pytest.approx(loihi["total_pj"])
     te = teacher_energy({"conv": 1000, "fc": 10}, "cmos45nm")
     assert te["macs"] == 1010 and te["total_pj"] == pytest.approx(1010 * 4.6)
     assert teacher_energy(1010, "cmos45nm")["total_pj"] == te["total_pj"]
     assert energy_ratio(cmos, te) == pytest.approx(1010 * 4.6 / cmos["total_pj"])
+    on_loihi = teacher_energy(1010, "loihi")  # an ANN cannot run on Loihi: 45 nm fp32
+    assert on_loihi["charged_as"] == "cmos45nm_fp32" and on_loihi["total_pj"] == te["total_pj"]
+    assert teacher_energy(1010, "cmos45nm_int8")["total_pj"] == pytest.approx(1010 * 0.23)
 
 
 def test_grouped_conv_fanout_matches_brute_force():
