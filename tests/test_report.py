@@ -9,8 +9,8 @@ import torch
 import torch.nn as nn
 
 from export.graph import Connection, DeployGraph, NeuronLayer, run_float
-from hardware.energy import analyze_graph, load_profile, teacher_macs
-from hardware.report import SCHEMA, build_report, make_report, run_entry
+from hardware.energy import Conventions, analyze_graph, load_profile, teacher_macs
+from hardware.report import PLOT_FILES, SCHEMA, build_report, make_report, run_entry
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -37,7 +37,8 @@ def teacher():
 
 def inputs():
     g = torch.Generator().manual_seed(3)
-    return torch.rand(4, 6, 1, 6, 6, generator=g, dtype=torch.float64)
+    img = torch.rand(1, 6, 1, 6, 6, generator=g, dtype=torch.float64)
+    return img.repeat(4, 1, 1, 1, 1)  # direct encoding: the image at every step
 
 
 def png_size(data: bytes):
@@ -52,7 +53,7 @@ def run(out, **kw):
     args = dict(teacher=teacher(), accuracy={"student": 0.9, "teacher": 0.95},
                 records={"lava": rec},
                 runs=[{"name": "baseline", "accuracy": 0.8,
-                       "energy_pj": {"cmos45nm": 2.0e4, "loihi": 9.0e4}}],
+                       "energy_pj": {"cmos45nm_fp32": 2.0e4, "loihi": 9.0e4}}],
                 meta={"run": "test", "dataset": "digits"}, html=True)
     args.update(kw)
     return make_report(out, g, x, **args)
@@ -61,36 +62,61 @@ def run(out, **kw):
 def test_report_files_and_schema(tmp_path):
     rep = run(tmp_path)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == sorted(["report.json", "report.md", "report.html", "firing_rate.png",
-                            "ops_per_layer.png", "energy.png", "accuracy_vs_energy.png"])
+    assert names == sorted(["report.json", "report.md", "report.html", *PLOT_FILES])
     on_disk = json.loads((tmp_path / "report.json").read_text())
     assert on_disk == json.loads(json.dumps(rep))
-    assert on_disk["schema"] == SCHEMA == "kdsnn.report/1"
-    for key in ("title", "meta", "profile_order", "student", "teacher", "accuracy", "energy",
-                "runs", "files"):
+    assert on_disk["schema"] == SCHEMA == "kdsnn.report/2"
+    for key in ("title", "meta", "conventions", "profile_order", "student", "teacher",
+                "layer_match", "accuracy", "energy", "by_convention", "ratio_range", "runs",
+                "files"):
         assert key in on_disk
+    assert on_disk["conventions"]["applied"] == Conventions().to_dict()
     assert [s["label"] for s in on_disk["student"]] == ["float", "lava"]
     fl = on_disk["student"][0]
     assert [l["name"] for l in fl["layers"]] == ["conv1", "conv2", "pool", "fc"]
     for key in ("neurons", "spikes", "spikes_per_step", "firing_rate", "synops_in", "macs_in",
-                "neuron_updates", "synops_by_source"):
+                "neuron_updates", "active_updates", "synops_by_source", "spikes_by_step",
+                "rate_histogram", "raster"):
         assert key in fl["layers"][0]
-    assert fl["totals"]["macs"] == fl["layers"][0]["macs_in"] > 0
+    assert len(fl["layers"][0]["spikes_by_step"]) == 4
+    hist = fl["layers"][0]["rate_histogram"]
+    assert sum(hist["counts"]) == fl["layers"][0]["neurons"]
+    # 6x6 input, 3x3 pad 1, 1 -> 4 channels: 4 * (2+3+3+3+3+2)**2 = 1024 in-bounds taps,
+    # charged once (the input repeats); the teacher's first conv is the same layer
+    assert fl["totals"]["macs"] == fl["layers"][0]["macs_in"] == 1024
+    first = on_disk["teacher"]["layers"][0]
+    assert (first["in_bounds"], first["padded"]) == (1024, 36 * 4 * 9)
     assert on_disk["teacher"]["macs"] == sum(teacher_macs(teacher(), (1, 6, 6)).values())
-    assert on_disk["profile_order"] == ["cmos45nm", "loihi"]
-    for prof in ("cmos45nm", "loihi"):
+    assert on_disk["teacher"]["macs_padded"] == sum(
+        teacher_macs(teacher(), (1, 6, 6), Conventions(padding="counted")).values())
+    assert on_disk["profile_order"] == ["cmos45nm_fp32", "cmos45nm_int8", "loihi"]
+    for prof in on_disk["profile_order"]:
         blk = on_disk["energy"][prof]
         assert blk["profile"]["source"] == load_profile(prof).source
+        charged = "cmos45nm_fp32" if prof == "loihi" else prof
+        assert blk["teacher"]["charged_as"] == charged
         assert blk["teacher"]["total_pj"] == pytest.approx(
-            on_disk["teacher"]["macs"] * load_profile(prof).e_mac_pj)
+            on_disk["teacher"]["macs"] * load_profile(charged).e_mac_pj)
         st = blk["student"][0]
         assert st["teacher_over_student"] == pytest.approx(
             blk["teacher"]["total_pj"] / st["total_pj"])
-    assert on_disk["files"]["plots"] == ["firing_rate.png", "ops_per_layer.png", "energy.png",
-                                         "accuracy_vs_energy.png"]
+    grid = on_disk["by_convention"]
+    assert len(grid) == 8 and grid[0]["conventions"] == Conventions().to_dict()
+    per_step = next(g for g in grid if g["conventions"]["first_layer"] == "per_step"
+                    and g["conventions"]["padding"] == "in_bounds"
+                    and g["conventions"]["zero_input"] == "counted")
+    assert per_step["student_macs"] == 4 * 1024
+    lo, hi = on_disk["ratio_range"]["cmos45nm_fp32"]
+    assert lo < hi
+    match = {r["layer"]: r["teacher"] for r in on_disk["layer_match"]}
+    assert list(match)[:4] == ["conv1", "conv2", "pool", "fc"]
+    assert on_disk["files"]["plots"] == list(PLOT_FILES)
     md = (tmp_path / "report.md").read_text()
-    assert "| conv2 |" in md and "Teacher MACs per layer" in md and "| loihi |" in md
-    assert "Spike records side by side" in md
+    assert "## Conventions" in md.split("## Accuracy")[0]  # conventions come first
+    assert "| conv2 |" in md and "student SynOps vs teacher MACs" in md and "| loihi |" in md
+    assert "Spike records side by side" in md and "Teacher / student by convention" in md
+    assert "## Profile loihi" in md and "27.1" in md  # the profile's notes are printed
+    assert "| loihi | teacher | cmos45nm_fp32 |" in md  # the teacher bar says what it is
     for name in on_disk["files"]["plots"]:
         w, h = png_size((tmp_path / name).read_bytes())
         assert w > 100 and h > 100
@@ -111,6 +137,8 @@ def test_pngs_decode_and_html_self_contained(tmp_path):
     for name, b64 in zip(rep["files"]["plots"], srcs):
         assert base64.b64decode(b64) == (tmp_path / name).read_bytes()
     assert "<table>" in page and "conv2" in page
+    assert page.index("Conventions: padding in_bounds") < page.index("<table>")
+    assert "Profile loihi" in page and "Davies" in page
 
 
 def test_byte_identical_rerun(tmp_path):
@@ -132,12 +160,14 @@ def test_minimal_report_and_stale_files(tmp_path):
     run(tmp_path)
     g = tiny_graph()
     stats = analyze_graph(g, inputs())
-    rep = build_report(tmp_path, stats, profiles=["cmos45nm"])
+    rep = build_report(tmp_path, stats, profiles=["cmos45nm"])  # the old name still works
     assert rep["teacher"] is None and rep["accuracy"] == {} and rep["files"]["html"] is None
-    assert rep["energy"]["cmos45nm"]["student"][0]["teacher_over_student"] is None
+    assert rep["energy"]["cmos45nm_fp32"]["student"][0]["teacher_over_student"] is None
+    assert rep["by_convention"] == []
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["energy.png", "firing_rate.png", "ops_per_layer.png", "report.json",
-                     "report.md"]
+    assert names == sorted(["energy.png", "firing_rate.png", "ops_per_layer.png",
+                            "firing_heatmap.png", "spike_raster.png", "rate_distribution.png",
+                            "report.json", "report.md"])
 
 
 def test_run_entry_and_validation(tmp_path, tmp_path_factory):
@@ -145,6 +175,9 @@ def test_run_entry_and_validation(tmp_path, tmp_path_factory):
     entry = run_entry(json.loads((tmp_path / "report.json").read_text()), "kd-T4")
     assert entry["accuracy"] == 0.9
     assert entry["energy_pj"]["loihi"] == rep["energy"]["loihi"]["student"][0]["total_pj"]
+    old = run_entry({"schema": "kdsnn.report/1", "accuracy": {"student": 0.7},  # older runs
+                     "energy": {"cmos45nm": {"student": [{"total_pj": 5.0}]}}}, "old")
+    assert old == {"name": "old", "accuracy": 0.7, "energy_pj": {"cmos45nm_fp32": 5.0}}
     with pytest.raises(ValueError):
         run_entry({"schema": "other/1"}, "x")
     with pytest.raises(ValueError, match="fraction"):
