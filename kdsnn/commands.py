@@ -209,8 +209,8 @@ def _compare_entries(names: list) -> list:
 
 def report_command(args) -> int:
     from export.pipeline import load_student, sample_inputs
-    from hardware.energy import analyze_graph, teacher_macs
-    from hardware.report import build_report
+    from hardware.energy import analyze_graph, count_teacher
+    from hardware.report import DEFAULT_PROFILES, build_report
     from kd_snn.trainer import load_trained
 
     _positive(samples=args.samples)
@@ -218,28 +218,45 @@ def report_command(args) -> int:
     cfg = run.load_config()
     runs = _compare_entries(args.compare)
     with writing(run):
-        x, _ = sample_inputs(cfg, "test", args.samples)
+        x, y = sample_inputs(cfg, "test", args.samples)
         _, _, graph = load_student(run)
         stats = {}
         if args.source in ("torch", "both"):
             stats["torch"] = analyze_graph(graph, x, source="torch")
         if args.source in ("lava", "both"):
             import lava.proc.lif.process  # noqa: F401
+            import torch
             from export.quantize import encode_input
             from hardware.lava_sim import run_lava
             _, _, qgraph = _load_quant_or_make(run, not args.no_progress)
-            _, spikes = run_lava(qgraph, encode_input(x), record=True)
+            readout, spikes = run_lava(qgraph, encode_input(x), record=True)
             stats["lava"] = analyze_graph(qgraph, x, spikes=spikes, source="lava")
+            lava_acc = float((torch.as_tensor(readout).argmax(1) == torch.as_tensor(y))
+                             .double().mean())
         macs = None
         if run.has_model("teacher"):
             teacher, _ = load_trained(run.model_path("teacher"), expect_spiking=False)
-            macs = teacher_macs(teacher.float(), tuple(x.shape[2:]))
+            images = x[0] if cfg.data.encoding == "direct" else None  # zero-input counts
+            macs = count_teacher(teacher.float(), tuple(x.shape[2:]), x=images)
         metrics = run.read_metrics()
-        accuracy = {k: metrics[k]["test_accuracy"] for k in ("student", "teacher")
+        accuracy = {k: {"value": metrics[k]["test_accuracy"], "note": "test split (metrics)"}
+                    for k in ("student", "teacher")
                     if k in metrics and isinstance(metrics[k].get("test_accuracy"), (int, float))}
+        if "lava" in stats:  # on the very samples whose spikes the report counts
+            accuracy["lava"] = {"value": lava_acc, "note": f"the {len(y)} report samples"}
+        for key, path in (("quantized", ("quantized", "quantized")),
+                          ("lava", ("parity", "accuracy", "lava"))):
+            if key in accuracy:
+                continue
+            value = metrics
+            for k in path:
+                value = value.get(k) if isinstance(value, dict) else None
+            if isinstance(value, (int, float)):
+                n = metrics[path[0]].get("samples")
+                accuracy[key] = {"value": value, "note": f"{n} test images ({path[0]})"}
         try:
             report = build_report(run.subdir("report"), stats, teacher_macs=macs,
-                                  profiles=args.profile or ("cmos45nm", "loihi"),
+                                  profiles=args.profile or DEFAULT_PROFILES,
                                   accuracy=accuracy, runs=runs or None, html=args.html,
                                   meta={"run": run.path.name, "samples": int(x.shape[1]),
                                         "time_steps": cfg.data.time_steps})
@@ -258,7 +275,8 @@ def _print_report_summary(report: dict) -> None:
             line = (f"[{profile}] student ({student['label']}) "
                     f"{student['total_pj'] / 1e6:.4f} uJ/inference")
             if teacher:
-                line += f", teacher {teacher['total_pj'] / 1e6:.4f} uJ"
+                line += (f", teacher {teacher['total_pj'] / 1e6:.4f} uJ"
+                         f" (as {teacher.get('charged_as', profile)})")
             if ratio:
                 line += f", teacher/student energy {ratio:.2f}x"
             print(line)

@@ -174,9 +174,10 @@ def test_report_writes_json_markdown_plots(exported, capsys):
     assert main(["report", str(exported), "--samples", "16"]) == 0
     assert "uJ/inference" in capsys.readouterr().out
     rep = json.loads((out / "report.json").read_text())
-    assert rep["schema"] == "kdsnn.report/1" and rep["meta"]["samples"] == 16
+    assert rep["schema"] == "kdsnn.report/2" and rep["meta"]["samples"] == 16
     assert [s["label"] for s in rep["student"]] == ["torch"]
-    assert set(rep["energy"]) == {"cmos45nm", "loihi"} and rep["teacher"]["macs"] > 0
+    assert set(rep["energy"]) == {"cmos45nm_fp32", "cmos45nm_int8", "loihi"}
+    assert rep["teacher"]["macs"] > 0 and rep["conventions"]["applied"]["first_layer"] == "once"
     assert not (out / "report.html").exists()
     assert "## Energy per inference" in (out / "report.md").read_text()
     assert rep["files"]["plots"]
