@@ -88,7 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=16, help="samples per Lava segment")
     p.add_argument("--conv-model", choices=("lava", "fast"), default="lava",
                    help="Lava's stock fixed_pt Conv model, or kdsnn's bit-identical vectorised "
-                        "one (much faster for wide layers)")
+                        "one (much faster for wide layers; the stock model then re-checks the "
+                        "first 2 samples)")
+    p.add_argument("--no-full-test", dest="full_test", action="store_false",
+                   help="skip the integer emulation's accuracy over the whole test split")
 
     p = sub.add_parser("report", help="energy and sparsity report of the student")
     _add_run(p, config=False)
@@ -96,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", choices=("torch", "lava", "both"), default="torch",
                    help="spike counts from PyTorch, from a Lava run, or both side by side")
     p.add_argument("--profile", action="append", default=None,
-                   help="energy profile name or YAML file (repeatable; default cmos45nm, loihi)")
+                   help="energy profile name or YAML file (repeatable; default cmos45nm_fp32, "
+                        "cmos45nm_int8, loihi)")
     p.add_argument("--html", action="store_true", help="also write a self-contained report.html")
     p.add_argument("--compare", nargs="*", default=[], metavar="RUN",
                    help="other runs (with a report) for the accuracy-vs-energy plot")
