@@ -221,6 +221,20 @@ def markdown(result: dict) -> str:
     tp = result.get("throughput_samples_per_s")
     lines += ["", f"Wall time {result['lava_seconds']} s with {result['jobs']} job(s) "
               f"(float + emulation + Lava): {tp} samples/s."]
+    stock = result.get("stock_conv_check")
+    if stock:
+        lines += ["", f"Conv model: kdsnn's vectorised one for the run above; Lava's stock "
+                  f"`PyConvModelFixed` on the first {stock['samples']} sample(s) gives the same "
+                  f"bits: **{'yes' if stock['bit_exact'] else 'NO'}**."]
+    full = result.get("emulation_full_test")
+    if full:
+        lines += ["", "## Which figure is which", "",
+                  f"- Lava-certified: the {result['samples']} samples above, run in Lava's "
+                  "fixed_pt simulator and compared with the emulation spike by spike.",
+                  f"- Full test split ({full['samples']} samples) in kdsnn's integer "
+                  f"emulation (the model of the chip that the Lava run certifies): float "
+                  f"{full['float'] * 100:.2f} %, fixed point {full['quantized'] * 100:.2f} %, "
+                  f"prediction agreement {full['agreement'] * 100:.2f} %."]
     return "\n".join(lines) + "\n"
 
 
