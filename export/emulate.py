@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as tF
 
@@ -57,28 +58,69 @@ def trunc0_decay(x: torch.Tensor, factor: int) -> torch.Tensor:
     return torch.sign(p) * (p.abs() >> 12)
 
 
-def _accumulate(conn: QuantConnection, x: torch.Tensor) -> torch.Tensor:
-    """Exact integer sum(x * m) (via float64: exact below 2**53)."""
-    w = torch.as_tensor(conn.weight, dtype=torch.float64)
-    xf = x.to(torch.float64)
-    if conn.kind == "dense":
-        y = xf.reshape(xf.shape[0], -1) @ w.T
-    else:
-        y = tF.conv2d(xf, w, stride=conn.stride, padding=conn.padding, groups=conn.groups)
-    return torch.round(y).to(torch.int64)
+#: float32 sums integers exactly while every partial sum stays within 2**24
+FLOAT32_EXACT = 1 << 24
+FLOAT64_EXACT = 1 << 53
+
+
+def accumulation_bound(conn: QuantConnection) -> int:
+    """Largest |partial sum| of ``sum(x * m)`` over one output: sum of |mantissas| x max input.
+
+    Any partial sum of integer terms is bounded by the sum of their magnitudes, so a
+    float accumulator that represents every integer up to this bound is exact whatever
+    order a BLAS/oneDNN kernel adds in.
+    """
+    w = np.abs(np.asarray(conn.weight, dtype=np.int64)).reshape(len(conn.weight), -1)
+    max_in = (1 << 8) - 1 if conn.message_bits > 0 else 1
+    return int(w.sum(axis=1).max(initial=0)) * max_in
+
+
+def accumulation_dtype(conn: QuantConnection) -> torch.dtype:
+    """float32 where :func:`accumulation_bound` proves it exact, else float64."""
+    bound = accumulation_bound(conn)
+    if bound <= FLOAT32_EXACT:
+        return torch.float32
+    if bound <= FLOAT64_EXACT:
+        return torch.float64
+    raise ValueError(f"connection from '{conn.source}': integer sums up to {bound} exceed "
+                     "float64's exact range")
+
+
+class _Synapse:
+    """A connection ready to run: weight converted once, exact accumulation dtype chosen."""
+
+    def __init__(self, conn: QuantConnection, device):
+        self.conn = conn
+        self.dtype = accumulation_dtype(conn)
+        self.weight = torch.as_tensor(conn.weight).to(device=device, dtype=self.dtype)
+
+    def accumulate(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact integer ``sum(x * m)`` for source activity ``x`` (N, *source shape)."""
+        c = self.conn
+        xf = x.to(self.dtype)
+        if c.kind == "dense":
+            y = xf.reshape(xf.shape[0], -1) @ self.weight.T
+        else:
+            y = tF.conv2d(xf, self.weight, stride=c.stride, padding=c.padding, groups=c.groups)
+        return torch.round(y).to(torch.int64)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Synaptic input produced from source activity ``x`` (N, *source shape)."""
+        c = self.conn
+        graded = c.message_bits > 0
+        if c.kind == "conv":
+            return wrap24(self.accumulate(x) << c.weight_exp)
+        if not graded:
+            x = x != 0  # Lava: s_in.astype(bool)
+        y = 2 * self.accumulate(x)
+        if graded:
+            y = wrap32(y)  # int32 dot product
+        return wrap32(shift(y, c.weight_exp - 1))
 
 
 def synapse(conn: QuantConnection, x: torch.Tensor) -> torch.Tensor:
     """Synaptic input produced by ``conn`` from source activity ``x`` (B, *shape)."""
-    graded = conn.message_bits > 0
-    if conn.kind == "conv":
-        return wrap24(_accumulate(conn, x) << conn.weight_exp)
-    if not graded:
-        x = (x != 0).to(torch.int64)  # Lava: s_in.astype(bool)
-    y = 2 * _accumulate(conn, x)
-    if graded:
-        y = wrap32(y)  # int32 dot product
-    return wrap32(shift(y, conn.weight_exp - 1))
+    return _Synapse(conn, x.device)(x)
 
 
 def lif_step(a_in, u, v, du: int, dv: int, bias_eff, vth: int):
@@ -93,50 +135,58 @@ def lif_step(a_in, u, v, du: int, dv: int, bias_eff, vth: int):
 
 
 def emulate(qgraph: QuantGraph, x_int_seq, record: bool = True,
-            stats: Optional[dict] = None):
+            stats: Optional[dict] = None, device=None):
     """Run ``qgraph`` on graded input ``x_int_seq`` ``(T, B, *input_shape)`` (ints 0..255).
 
     Returns ``(readout_v, spikes)``: the readout's ``v`` after the last step ``(B, K)``
     int64, and (when ``record``) layer name -> spikes ``(T, B, *shape)`` int64 for every
     spiking layer.  ``stats`` (optional dict) receives per layer ``max_u``, ``max_v``
     (absolute, before wrap/clip) and ``overflow`` (u wrapped, v saturated or reached
-    the readout threshold).
+    the readout threshold).  ``device``: where to compute (e.g. ``"cuda"``); results
+    come back on the CPU.
+
+    Layer by layer: the graph has no recurrence between layers, so a layer's synaptic
+    input for all T steps is one batched convolution over the T x B spikes of its
+    sources, and only the neuron update loops over time.  Sources are dropped once
+    their last reader ran.
     """
-    x_seq = torch.as_tensor(x_int_seq).to(torch.int64)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    x_seq = torch.as_tensor(x_int_seq).to(device=device, dtype=torch.int64)
     T, B = x_seq.shape[:2]
-    st = {}
-    for layer in qgraph.layers:
-        z = torch.zeros(B, *layer.shape, dtype=torch.int64)
-        st[layer.name] = {
-            "u": z, "v": z.clone(),
-            "bias": torch.as_tensor(layer.bias_effective(), dtype=torch.int64),
-        }
-    rec = {l.name: [] for l in qgraph.layers if l.spiking} if record else {}
-    peaks = {l.name: [0, 0, False] for l in qgraph.layers}
-    for t in range(T):
-        out = {INPUT: x_seq[t]}
-        for layer in qgraph.layers:
-            a = None
-            for conn in layer.connections:
-                c = synapse(conn, out[conn.source]).reshape(B, *layer.shape)
-                a = c if a is None else a + c
-            a = wrap32(a)
-            s_ = st[layer.name]
-            s, u, v, raw_v, raw_u = lif_step(a, s_["u"], s_["v"], layer.du, layer.dv,
-                                             s_["bias"], layer.vth)
-            s_["u"], s_["v"] = u, v
+    last_use = {}
+    for i, layer in enumerate(qgraph.layers):
+        for conn in layer.connections:
+            last_use[conn.source] = i
+    acts = {INPUT: x_seq}
+    rec = {}
+    for i, layer in enumerate(qgraph.layers):
+        a = None
+        for conn in layer.connections:
+            src = acts[conn.source]
+            c = _Synapse(conn, device)(src.reshape((T * B,) + src.shape[2:]))
+            c = c.reshape((T, B) + tuple(layer.shape))
+            a = c if a is None else a + c
+        a = wrap32(a)
+        bias = torch.as_tensor(layer.bias_effective(), dtype=torch.int64, device=device)
+        u = torch.zeros((B,) + tuple(layer.shape), dtype=torch.int64, device=device)
+        v = torch.zeros_like(u)
+        spikes = torch.empty((T, B) + tuple(layer.shape), dtype=torch.bool, device=device)
+        peak_u = peak_v = 0
+        overflow = False
+        for t in range(T):
+            s, u, v, raw_v, raw_u = lif_step(a[t], u, v, layer.du, layer.dv, bias, layer.vth)
+            spikes[t] = s
             if stats is not None:
-                pk = peaks[layer.name]
                 mu, mv = int(raw_u.abs().max()), int(raw_v.abs().max())
-                pk[0], pk[1] = max(pk[0], mu), max(pk[1], mv)
+                peak_u, peak_v = max(peak_u, mu), max(peak_v, mv)
                 if mu >= UV_MAX or mv >= UV_MAX - 1 or (not layer.spiking and bool(s.any())):
-                    pk[2] = True
-            spk = s.to(torch.int64)
-            out[layer.name] = spk
-            if record and layer.spiking:
-                rec[layer.name].append(spk)
-    if stats is not None:
-        for name, (mu, mv, ov) in peaks.items():
-            stats[name] = {"max_u": mu, "max_v": mv, "overflow": ov}
-    spikes = {k: torch.stack(v) for k, v in rec.items()} if record else {}
-    return st[qgraph.output.name]["v"].clone(), spikes
+                    overflow = True
+        del a
+        if stats is not None:
+            stats[layer.name] = {"max_u": peak_u, "max_v": peak_v, "overflow": overflow}
+        acts[layer.name] = spikes
+        if record and layer.spiking:
+            rec[layer.name] = spikes.to(torch.int64).cpu()
+        for name in [n for n, j in last_use.items() if j == i and n in acts]:
+            del acts[name]
+    return v.cpu().clone(), rec

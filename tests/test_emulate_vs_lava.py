@@ -245,3 +245,24 @@ def test_run_lava_from_files_matches_emulate(tmp_path):
     v_emu, s_emu = emulate(load_quant(path), xi)
     assert torch.equal(v_emu, v_lava)
     assert all(torch.equal(s_emu[k], s_lava[k]) for k in s_emu)
+
+
+def test_float32_accumulation_only_where_the_bound_proves_it_exact():
+    """float32 sums integers exactly up to 2**24: a layer whose bound exceeds it runs in
+    float64, and the result is the exact integer sum either way."""
+    from export.emulate import FLOAT32_EXACT, accumulation_bound, accumulation_dtype
+    from export.quantize import QuantConnection
+
+    small = QuantConnection("input", "dense", np.full((2, 64), 100, np.int64), message_bits=8)
+    assert accumulation_bound(small) == 64 * 100 * 255 <= FLOAT32_EXACT
+    assert accumulation_dtype(small) == torch.float32
+    big = QuantConnection("input", "dense", np.full((2, 1024), 127, np.int64), message_bits=8)
+    assert accumulation_bound(big) == 1024 * 127 * 255 > FLOAT32_EXACT
+    assert accumulation_dtype(big) == torch.float64
+    x = torch.full((3, 1024), 255, dtype=torch.int64)
+    x[1, ::3] = 254  # sums that float32 could not hold exactly
+    got = synapse(big, x)
+    exact = (x * 127).sum(1, keepdim=True).expand(3, 2)  # 2 m, then weight_exp - 1 = -1
+    assert torch.equal(got, exact)
+    spikes = QuantConnection("c", "conv", np.full((4, 2, 3, 3), 127, np.int64), (1, 1), (1, 1))
+    assert accumulation_dtype(spikes) == torch.float32  # binary input: 18 * 127
