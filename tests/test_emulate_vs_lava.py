@@ -264,5 +264,5 @@ def test_float32_accumulation_only_where_the_bound_proves_it_exact():
     got = synapse(big, x)
     exact = (x * 127).sum(1, keepdim=True).expand(3, 2)  # 2 m, then weight_exp - 1 = -1
     assert torch.equal(got, exact)
-    spikes = QuantConnection("c", "conv", np.full((4, 2, 3, 3), 127, np.int64), (1, 1), (1, 1))
+    spikes = QuantConnection("c", "conv", np.full((4, 2, 3, 3), 127, np.int64), padding=(1, 1))
     assert accumulation_dtype(spikes) == torch.float32  # binary input: 18 * 127
