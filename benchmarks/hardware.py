@@ -415,14 +415,17 @@ def markdown(obj: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_row(name: str, args) -> dict:
+def run_row(name: str, args, old: dict = None) -> dict:
     row = ROWS[name]
     rate, n = str(args.rate), args.samples.get(name, 2)
-    out = {"model": row["model"], "width": row["width"], "input_shape": list(row["input_shape"]),
-           "classes": row["classes"]}
+    out = dict(old or {})
+    out.update({"model": row["model"], "width": row["width"],
+                "input_shape": list(row["input_shape"]), "classes": row["classes"]})
     print(f"[{name}] compute ...", flush=True)
     comp = run_measurement(["compute", name, rate, str(max(8, 4 * n))], args.timeout)
     out.update({k: v for k, v in comp.items() if k not in ("peak_rss_mb", "wall_s")})
+    if args.parts == "compute":
+        return out
     print(f"[{name}] Lava (shared-memory I/O) on {2 * n} samples ...", flush=True)
     new = run_measurement(["lava", name, rate, str(n), "shm", args.conv, "0"], args.timeout)
     if "s_per_sample" in new:
@@ -480,6 +483,9 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=1800, help="seconds per measurement")
     p.add_argument("--baseline-timeout", type=float, default=900)
     p.add_argument("--force", action="store_true", help="re-measure rows already in the file")
+    p.add_argument("--parts", choices=("all", "compute"), default="all",
+                   help="compute: re-measure only fold/quantize/float/emulation/NIR/ONNX "
+                        "(Lava figures of the rows are kept)")
     args = p.parse_args()
     args.samples = _pairs(args.samples, 2)
     args.baseline_samples = _pairs(args.baseline_samples, 1)
@@ -491,10 +497,10 @@ def main() -> int:
     obj = {"meta": meta, "rows": [done[ROWS[n]["model"]] for n in ROWS
                                   if ROWS[n]["model"] in done]}
     for name in args.rows:
-        if ROWS[name]["model"] in done and not args.force:
+        if ROWS[name]["model"] in done and not args.force and args.parts == "all":
             print(f"[{name}] already measured (--force to redo)")
             continue
-        row = run_row(name, args)
+        row = run_row(name, args, done.get(ROWS[name]["model"]))
         done[row["model"]] = row
         obj["rows"] = [done[ROWS[n]["model"]] for n in ROWS if ROWS[n]["model"] in done]
         write_results(obj)
