@@ -5,7 +5,7 @@ PY := .venv/bin/python
 export OMP_WAIT_POLICY ?= PASSIVE
 RUN ?= runs/demo
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-gpu-kernel bench clean
 setup:
 	@bash scripts/setup.sh
 
@@ -14,6 +14,13 @@ demo: setup
 
 test: setup
 	@$(PY) -m pytest -q tests
+
+# The Triton neuron kernel (optional extra, ~290 MB wheel): installed with the constraints
+# (CPU torch stays), tested on CPU in Triton's interpreter (CUDA when TRITON_INTERPRET is 0)
+test-gpu-kernel: setup
+	@$(PY) -m pip install --quiet --disable-pip-version-check -c scripts/constraints.txt \
+		-r scripts/requirements-gpu-kernel.txt
+	@TRITON_INTERPRET=$${TRITON_INTERPRET:-1} $(PY) -m pytest -q tests/test_triton_kernel.py
 
 bench: setup
 	@$(PY) benchmarks/neuron.py && $(PY) benchmarks/distill_step.py

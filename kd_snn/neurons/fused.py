@@ -14,22 +14,28 @@ written or kept.
 
 Backends
 --------
-``cpp``   (CPU, float32/float64): a small C++ kernel built once with
-          ``torch.utils.cpp_extension.load_inline`` (g++ and ninja needed; ~30 s the
-          first time, then cached in ``TORCH_EXTENSIONS_DIR`` or
-          ``~/.cache/torch_extensions``).  Compiled with ``-ffp-contract=off`` so that
-          no multiply-add is fused and every rounding matches the eager reference.
-          Forward and backward each make a single pass over memory, parallel over
-          neurons (``at::parallel_for``), vectorised over neighbouring neurons.
-``torch`` (any device, incl. CUDA; any float dtype): the same Function written with
-          torch ops; the recurrence is a Python loop over T, everything that is not
-          the recurrence (surrogate, spike masks, bias reduction) is vectorised over T.
-``auto``  ``cpp`` when the input is on the CPU in float32/float64 and the extension
-          is available, else ``torch``.  Set ``KDSNN_NO_EXT=1`` to never build.
+``cpp``    (CPU, float32/float64): a small C++ kernel built once with the host compiler
+           (g++; ~2 s the first time, then cached in ``KDSNN_EXT_DIR`` or
+           ``~/.cache/kdsnn``).  Compiled with ``-ffp-contract=off`` so that
+           no multiply-add is fused and every rounding matches the eager reference.
+           Forward and backward each make a single pass over memory, parallel over
+           neurons (OpenMP), vectorised over neighbouring neurons.
+``triton`` (CUDA; float32, float16, bfloat16 inputs, float32 state): the same kernel in
+           Triton (``kd_snn.neurons.triton_kernel``, optional ``triton`` package), also
+           for the non-detached reset.  Its spikes equal the reference's on ``x.float()``.
+           CPU tensors only in Triton's interpreter (``TRITON_INTERPRET=1``, tests).
+``torch``  (any device; any float dtype): the same Function written with
+           torch ops; the recurrence is a Python loop over T, everything that is not
+           the recurrence (surrogate, spike masks, bias reduction) is vectorised over T.
+``auto``   ``cpp`` when the input is on the CPU in float32/float64 and the extension
+           is available; ``triton`` for a float32/16-bit CUDA tensor when triton imports
+           (else ``torch``, with one warning per process); else ``torch``.
+           Set ``KDSNN_NO_EXT=1`` to never build the C++ kernel.
 
 Gradients are returned for ``x`` and for a tensor ``bias``; if ``alpha``, ``beta``
 or ``threshold`` require grad, or the reset is not detached (``detach_reset=False``,
-the reference code's neuron), the step-by-step reference implementation is used instead.
+the reference code's neuron) on a backend other than ``triton``, the step-by-step
+reference implementation is used instead.
 """
 from __future__ import annotations
 
@@ -46,7 +52,7 @@ from .surrogate import ATAN, SIGMOID, SURROGATES, TRIANGLE, get_surrogate, surro
 
 Tensor = torch.Tensor
 
-__all__ = ["cuba_multistep_fused", "extension_available", "load_extension"]
+__all__ = ["cuba_multistep_fused", "extension_available", "load_extension", "load_triton"]
 
 # --------------------------------------------------------------------------- C++ kernel
 # Plain C++ (no torch headers: builds in ~2 s with g++), called through ctypes, which
@@ -307,7 +313,10 @@ class _Ext:
                                  torch.get_num_threads())
         return s
 
-    def backward(self, x, gs, al, be, th, bi, plain, vec, P, kind, c1, c2, need_gv):
+    def backward(self, x, gs, al, be, th, bi, plain, vec, P, kind, c1, c2, need_gv,
+                 detach=True):
+        if not detach:
+            raise ValueError("the C++ kernel has the detached reset only")
         T = x.shape[0]
         N = x.numel() // max(T, 1)
         gx = torch.empty_like(x)
@@ -382,6 +391,72 @@ def extension_available() -> bool:
     return load_extension() is not None
 
 
+_TRITON = None
+_TRITON_ERROR: Optional[str] = None
+_TRITON_WARNED = False
+_TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+TRITON_INSTALL = ("pip install -c scripts/constraints.txt -r scripts/requirements-gpu-kernel.txt"
+                  " (or make test-gpu-kernel)")
+
+
+def load_triton():
+    """The Triton kernel module, or None when the optional ``triton`` is missing/broken.
+
+    Imported only on first use: ``import triton`` costs ~1 s, and whether the kernels are
+    interpreted is fixed by ``TRITON_INTERPRET`` at that moment.
+    """
+    global _TRITON, _TRITON_ERROR
+    if _TRITON is None and _TRITON_ERROR is None:
+        with _EXT_LOCK:
+            if _TRITON is None and _TRITON_ERROR is None:
+                try:
+                    from . import triton_kernel
+                    _TRITON = triton_kernel
+                except Exception as exc:  # noqa: BLE001 (missing, or a broken install)
+                    _TRITON_ERROR = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+    return _TRITON
+
+
+def _warn_no_triton() -> None:
+    """The one warning of ``auto`` on CUDA without Triton (per process, not per call)."""
+    global _TRITON_WARNED
+    if not _TRITON_WARNED:
+        _TRITON_WARNED = True
+        warnings.warn(f"kdsnn fused neuron: Triton unavailable ({_TRITON_ERROR}); CUDA tensors "
+                      f"use the torch backend (a Python loop over T). Install: {TRITON_INSTALL}",
+                      RuntimeWarning, stacklevel=3)
+
+
+def _select(dev: str, dt: torch.dtype, backend: str) -> str:
+    """The kernel for a tensor on device type ``dev`` of dtype ``dt``: ``cpp``, ``triton``
+    or ``torch`` (see module doc)."""
+    if backend == "torch":
+        return "torch"
+    if backend == "triton":
+        if dt not in _TRITON_DTYPES:
+            raise RuntimeError(f"the triton backend needs float32/float16/bfloat16, got {dt}")
+        if load_triton() is None:
+            raise RuntimeError(f"the triton backend needs the optional triton package "
+                               f"({_TRITON_ERROR}); install: {TRITON_INSTALL}")
+        if dev != "cuda" and not (dev == "cpu" and _TRITON.interpreted()):
+            raise RuntimeError("the triton backend needs a CUDA tensor (CPU tensors only in "
+                               "Triton's interpreter: TRITON_INTERPRET=1 before import)")
+        return "triton"
+    if dev == "cpu" and dt in (torch.float32, torch.float64):
+        if load_extension() is not None:
+            return "cpp"
+        if backend == "cpp":
+            raise RuntimeError(f"kdsnn C++ extension unavailable: {_EXT_ERROR}")
+        return "torch"
+    if backend == "cpp":
+        raise RuntimeError("the cpp backend needs a float32/float64 CPU tensor")
+    if dev == "cuda" and dt in _TRITON_DTYPES:
+        if load_triton() is not None:
+            return "triton"
+        _warn_no_triton()
+    return "torch"
+
+
 # --------------------------------------------------------------------------- parameters
 def _surrogate_consts(kind: int, width: float) -> tuple[float, float]:
     if kind == ATAN:
@@ -392,21 +467,24 @@ def _surrogate_consts(kind: int, width: float) -> tuple[float, float]:
     return float(width), 0.0
 
 
-def _prepare(x: Tensor, params: dict):
-    """Flatten ``x`` to (T, N) and the parameters to scalars or length-P arrays.
+def _prepare(x: Tensor, params: dict, dtype: Optional[torch.dtype] = None):
+    """Flatten the parameters to scalars or length-P arrays of the state ``dtype``
+    (default ``x``'s; the Triton kernel keeps float32 state for 16-bit inputs).
 
     Returns None when a parameter cannot be handled (broadcasting over T, dtype
-    promotion beyond ``x``'s dtype); the caller then uses the reference path.
+    promotion beyond the state dtype); the caller then uses the reference path.
     """
+    dtype = x.dtype if dtype is None else dtype
+    probe = x if dtype == x.dtype else torch.empty(1, dtype=dtype)  # x.dim() >= 1 too
     S = tuple(x.shape[1:])
     prepared, vec_start = {}, len(S)
     for name, p in params.items():
         if p is None:
             continue
         if not torch.is_tensor(p):
-            prepared[name] = ("scalar", torch.tensor([float(p)], dtype=x.dtype, device=x.device))
+            prepared[name] = ("scalar", torch.tensor([float(p)], dtype=dtype, device=x.device))
             continue
-        if p.dtype != x.dtype and torch.result_type(x, p) != x.dtype:
+        if p.dtype != dtype and torch.result_type(probe, p) != dtype:
             return None
         shape = list(p.shape)
         while shape and shape[0] == 1:
@@ -414,7 +492,7 @@ def _prepare(x: Tensor, params: dict):
         if len(shape) > len(S):
             return None
         if math.prod(shape) == 1:
-            prepared[name] = ("scalar", p.reshape(1).to(x.dtype))
+            prepared[name] = ("scalar", p.reshape(1).to(dtype))
             continue
         k = len(S) - len(shape)
         if any(a != 1 and a != b for a, b in zip(shape, S[k:])):
@@ -426,7 +504,7 @@ def _prepare(x: Tensor, params: dict):
     P = math.prod(suffix) if vec else 1
     out = {}
     for name, (kind, t) in prepared.items():
-        t = t.to(device=x.device, dtype=x.dtype)
+        t = t.to(device=x.device, dtype=dtype)
         if vec:
             t = t.expand(suffix).contiguous().reshape(P) if kind == "vec" else t.expand(P).contiguous()
         out[name] = t.contiguous()
@@ -435,14 +513,18 @@ def _prepare(x: Tensor, params: dict):
 
 # --------------------------------------------------------------------------- autograd
 class _FusedCuba(torch.autograd.Function):
-    """Inputs: x (T, N); params of length P (vec) or 1. Output: spikes (T, N)."""
+    """Inputs: x (T, N); params of length P (vec) or 1. Output: spikes (T, N).
+
+    ``impl``: ``cpp`` / ``triton`` (a kernel module: save x, recompute in backward) or
+    ``torch`` (saves u = v_pre - thr).
+    """
 
     @staticmethod
-    def forward(ctx, x, bias, alpha, beta, thr, plain, vec, P, kind, width, use_cpp):
+    def forward(ctx, x, bias, alpha, beta, thr, plain, vec, P, kind, width, impl, detach):
         has_bias = bias is not None
-        ctx.meta = (plain, vec, P, kind, width, use_cpp, has_bias)
-        if use_cpp:
-            s = _EXT.forward(x, alpha, beta, thr, bias, plain, vec, P)
+        ctx.meta = (plain, vec, P, kind, width, impl, has_bias, detach)
+        if impl != "torch":
+            s = _KERNELS[impl]().forward(x, alpha, beta, thr, bias, plain, vec, P)
             ctx.save_for_backward(x, bias, alpha, beta, thr)
             return s
         s, u = _torch_forward(x, bias, alpha, beta, thr, plain, vec, P)
@@ -452,22 +534,25 @@ class _FusedCuba(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gs):
-        plain, vec, P, kind, width, use_cpp, has_bias = ctx.meta
+        plain, vec, P, kind, width, impl, has_bias, detach = ctx.meta
         saved, bias, alpha, beta, thr = ctx.saved_tensors
         need_gb = has_bias and ctx.needs_input_grad[1]
         gs = gs.contiguous()
-        if use_cpp:
+        if impl != "torch":
             c1, c2 = _surrogate_consts(kind, width)
-            gx, gv = _EXT.backward(saved, gs, alpha, beta, thr, bias, plain, vec, P,
-                                   kind, c1, c2, need_gb)
-            gvsum = (gx.sum(0) if plain else gv) if need_gb else None
+            gx, gv = _KERNELS[impl]().backward(saved, gs, alpha, beta, thr, bias, plain, vec, P,
+                                               kind, c1, c2, need_gb, detach)
+            gvsum = (gx.sum(0) if gv is None else gv) if need_gb else None
         else:
             gx, gvsum = _torch_backward(saved, gs, alpha, beta, plain, vec, P, kind, width,
                                         need_gb)
         gb = None
         if need_gb:
             gb = gvsum.reshape(-1, P).sum(0) if vec else gvsum.sum().reshape(1)
-        return gx, gb, None, None, None, None, None, None, None, None, None
+        return gx, gb, None, None, None, None, None, None, None, None, None, None
+
+
+_KERNELS = {"cpp": lambda: _EXT, "triton": lambda: _TRITON}
 
 
 def _view_param(t: Tensor, vec: bool, P: int) -> Tensor:
@@ -537,40 +622,36 @@ def cuba_multistep_fused(x_seq: Tensor, alpha=0.0, beta=0.5, threshold=1.0, bias
     """Spikes ``(T, ...)`` of the CUBA/LIF neuron from zero state (see module doc).
 
     ``alpha``/``beta``/``threshold``/``bias``: Python numbers or tensors broadcasting
-    against one step ``x_seq[0]``.  ``backend``: ``auto`` | ``cpp`` | ``torch``.
-    ``detach_reset=False`` runs the reference implementation (same spikes; the reset's
-    gradient flows), whatever ``backend`` says.
+    against one step ``x_seq[0]``.  ``backend``: ``auto`` | ``cpp`` | ``triton`` | ``torch``.
+    ``detach_reset=False`` (the reset's gradient flows; same spikes) runs in the Triton
+    kernel, elsewhere in the reference implementation, whatever ``backend`` says.
     """
     if surrogate not in SURROGATES:
         raise ValueError(f"unknown surrogate '{surrogate}' (choose from {', '.join(SURROGATES)})")
     if not width > 0:
         raise ValueError(f"surrogate width must be > 0, got {width}")
-    if backend not in ("auto", "cpp", "torch"):
-        raise ValueError(f"unknown backend '{backend}' (auto, cpp, torch)")
+    if backend not in ("auto", "cpp", "triton", "torch"):
+        raise ValueError(f"unknown backend '{backend}' (auto, cpp, triton, torch)")
     kind = SURROGATES[surrogate]
 
     def reference():
         return cuba_multistep(x_seq, alpha, beta, threshold, bias,
                               get_surrogate(surrogate, width), detach_reset=detach_reset)[0]
 
-    if (not detach_reset or not x_seq.is_floating_point() or x_seq.dim() < 1
+    if (not x_seq.is_floating_point() or x_seq.dim() < 1
             or any(torch.is_tensor(p) and p.requires_grad for p in (alpha, beta, threshold))):
         return reference()
-    prep = _prepare(x_seq, {"alpha": alpha, "beta": beta, "threshold": threshold, "bias": bias})
+    impl = _select(x_seq.device.type, x_seq.dtype, backend)
+    if not detach_reset and impl != "triton":
+        return reference()
+    prep = _prepare(x_seq, {"alpha": alpha, "beta": beta, "threshold": threshold, "bias": bias},
+                    torch.float32 if impl == "triton" else None)
     if prep is None:
         return reference()
     params, vec, P = prep
-    plain = _is_zero(alpha)
-    use_cpp = False
-    if backend in ("auto", "cpp") and x_seq.device.type == "cpu" \
-            and x_seq.dtype in (torch.float32, torch.float64):
-        use_cpp = load_extension() is not None
-        if backend == "cpp" and not use_cpp:
-            raise RuntimeError(f"kdsnn C++ extension unavailable: {_EXT_ERROR}")
-    elif backend == "cpp":
-        raise RuntimeError("the cpp backend needs a float32/float64 CPU tensor")
     T = x_seq.shape[0]
     x2 = x_seq.contiguous().view(T, -1)
     s = _FusedCuba.apply(x2, params.get("bias"), params["alpha"], params["beta"],
-                         params["threshold"], plain, vec, P, kind, float(width), use_cpp)
+                         params["threshold"], _is_zero(alpha), vec, P, kind, float(width), impl,
+                         bool(detach_reset))
     return s.view(x_seq.shape)

@@ -28,8 +28,8 @@ class CubaLIF(nn.Module):
     ``backend="fused"`` (default) runs ``kd_snn.neurons.fused`` (one fused loop over T,
     bit-identical spikes, gradients equal to the reference); ``"reference"`` runs the
     step-by-step ``functional.cuba_multistep``.  ``detach_reset=False`` lets the gradient
-    flow through the reset (the reference code's neuron); the fused kernel then hands
-    over to the step-by-step implementation.
+    flow through the reset (the reference code's neuron); the Triton kernel (CUDA) runs it,
+    the CPU kernels hand over to the step-by-step implementation.
     """
 
     def __init__(self, alpha: Param = 0.0, beta: Param = 0.5, threshold: Param = 1.0,
