@@ -74,13 +74,16 @@ def this_machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores" + (f", OMP_NUM_THREADS={threads}" if threads else "")
 
 
-def _energy(name: str, block: dict) -> str:
-    """One profile's energy per inference, student vs teacher."""
+def _energy(name: str, block: dict, ratio_range=None) -> str:
+    """One profile's energy per inference, student vs teacher (and the ratio's range)."""
     student = block["student"][0]
     text = f"`{name}` student {_uj(student['total_pj'])}"
     if block.get("teacher"):
         text += (f" vs teacher {_uj(block['teacher']['total_pj'])} (teacher / student "
-                 f"{student['teacher_over_student']:.2f}×)")
+                 f"{student['teacher_over_student']:.2f}×")
+        if ratio_range:
+            text += f"; {ratio_range[0]:.2f}× – {ratio_range[1]:.2f}× over the conventions"
+        text += ")"
     return text
 
 
@@ -113,7 +116,10 @@ def results_block(data: dict, run_label: str, machine: str) -> str:
 
     student = r("student", 0)
     totals = student["totals"]
-    energy = [_energy(name, r("energy", name)) for name in r("profile_order")]
+    ranges = report.get("ratio_range") or {}
+    energy = [_energy(name, r("energy", name), ranges.get(name)) for name in r("profile_order")]
+    applied = (report.get("conventions") or {}).get("applied") or {}
+    conventions = ", ".join(f"{k} `{v}`" for k, v in applied.items())
     teacher_macs = (f"; the teacher needs {_amount(report['teacher']['macs'])} MACs"
                     if report.get("teacher") else "")
 
@@ -130,7 +136,8 @@ def results_block(data: dict, run_label: str, machine: str) -> str:
         f"Energy (`{run_label}/report`, {r('meta', 'samples')} test images, spikes of the "
         f"`{student['label']}` run): the student needs {_amount(totals['synops'])} SynOps and "
         f"{_amount(totals['macs'])} MACs (input layer, analog) per inference at a mean "
-        f"firing rate of {_pct(totals['firing_rate'])}{teacher_macs}. Per inference: "
+        f"firing rate of {_pct(totals['firing_rate'])}{teacher_macs}"
+        + (f" (conventions: {conventions})" if conventions else "") + ". Per inference: "
         + "; ".join(energy) + ".",
         f"Time: teacher training {m('teacher', 'train_seconds'):.0f} s, student training "
         f"{m('student', 'train_seconds'):.0f} s; Lava {m('parity', 'lava_samples_per_s')} "
