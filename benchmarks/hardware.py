@@ -137,18 +137,13 @@ def build(row: dict, rate: float, calib: int = 16):
     from export.quantize import quantize
     from kd_snn.data.encoding import encode
     from kd_snn.models import create_model
+    from kd_snn.models.synthetic import randomise_batchnorm
 
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     model = create_model(row["model"], num_classes=row["classes"],
                          in_channels=row["input_shape"][0], spiking=True, width=row["width"])
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            c = m.num_features
-            m.running_mean.copy_(torch.rand(c, generator=gen) * 0.2)
-            m.running_var.copy_(torch.rand(c, generator=gen) * 0.5 + 0.5)
-            m.weight.data.copy_(torch.rand(c, generator=gen) * 1.5 + 0.5)
-            m.bias.data.copy_(torch.randn(c, generator=gen) * 0.2)
+    randomise_batchnorm(model, gen)
     model = model.double().eval()
     timing = {}
     t0 = time.perf_counter()

@@ -10,16 +10,7 @@ from hardware import parity
 from kd_snn.data import build_dataset
 from kd_snn.data.encoding import encode
 from kd_snn.models import create_model
-
-
-def _randomise_bn(model, gen):
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            c = m.num_features
-            m.running_mean.copy_(torch.rand(c, generator=gen) * 0.2)
-            m.running_var.copy_(torch.rand(c, generator=gen) * 0.5 + 0.5)
-            m.weight.data.copy_(torch.rand(c, generator=gen) * 1.5 + 0.5)
-            m.bias.data.copy_(torch.randn(c, generator=gen) * 0.2)
+from kd_snn.models.synthetic import randomise_batchnorm
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +18,7 @@ def residual_student():
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     model = create_model("resnet8", num_classes=10, in_channels=1, spiking=True, width=0.5)
-    _randomise_bn(model, gen)
+    randomise_batchnorm(model, gen)
     model = model.double().eval()
     graph = fold_student(model, (1, 8, 8), time_steps=4)
     ds = build_dataset("digits", "test")
