@@ -10,7 +10,7 @@ K=.venv/bin/kdsnn
 $K teacher --config digits "$RUN" --force
 $K distill "$RUN" --force
 $K export "$RUN" --target all
-$K parity "$RUN" --samples "$PARITY_SAMPLES" --jobs 2
+$K parity "$RUN" --samples "$PARITY_SAMPLES" --conv-model fast  # stock Conv re-checks 2 samples
 $K report "$RUN" --source both --samples 64 --html
 echo
 echo "== summary ($RUN/metrics.json) =="
