@@ -62,7 +62,6 @@ def _sync():
 
 def _peer(lib: str):
     """peers.make(lib), plus the two CUDA-only entries of this benchmark."""
-    import torch
     from torch import nn
     if lib == "kdsnn-torch":
         from kd_snn.neurons.fused import cuba_multistep_fused

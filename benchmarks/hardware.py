@@ -175,8 +175,6 @@ def measure_compute(row: dict, rate: float, samples: int) -> dict:
     """Fold/quantize times, float and emulation throughput, firing rates, NIR/ONNX export."""
     import tempfile
 
-    import torch
-
     from export.emulate import emulate
     from export.graph import run_float
     from export.nir_io import write_nir
@@ -204,7 +202,6 @@ def measure_compute(row: dict, rate: float, samples: int) -> dict:
         except Exception as exc:  # noqa: BLE001 (reported, not fatal)
             timing["onnx_s"] = None
             info["onnx_error"] = f"{type(exc).__name__}: {str(exc)[:120]}"
-    del torch
     return {**info, **{k: round(v, 3) if v is not None else None for k, v in timing.items()},
             "float_samples_per_s": round(float_sps, 3),
             "emulation_samples_per_s": round(emu_sps, 3), "firing_rates": rates,
@@ -258,7 +255,6 @@ def trivial_like(q):
 
     import numpy as np
 
-    from export.graph import INPUT
 
     layers = []
     for layer in q.layers:

@@ -33,7 +33,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import h5py
 import numpy as np
 
 from export.graph import INPUT, DeployGraph

@@ -6,7 +6,6 @@ written atomically and exporting twice gives identical bytes.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 

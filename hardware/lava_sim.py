@@ -34,7 +34,8 @@ depth, so they compare 1:1 with ``export.emulate.emulate``.
 
 Cost (2 cores, T = 4; see ``benchmarks/results/hardware.md`` for current figures): every
 Lava process is an OS process synchronised each step, so with the shared-memory I/O the
-rate is set by the process count and the per-step compute.  Older figures (stock I/O):  4-layer toy conv/dense net: ~120
+rate is set by the process count and the per-step compute.  Older figures (stock I/O):
+4-layer toy conv/dense net: ~120
 steps/s = ~30 samples/s (record=False), ~17 samples/s recording all spikes; folded
 ResNet-20 (width 4, 29 layers with relays) ~12 steps/s = ~2 samples/s with
 ``conv_model="fast"``; compiling takes 1-10 s once per ``LavaRunner``.  The stock
@@ -138,13 +139,12 @@ class LavaRunner:
         self._build()
 
     # ---- construction ---------------------------------------------------------------
-    def _ring(self, name: str, shape: tuple) -> tuple:
-        """A shared-memory ring file (host side) for an ShmSource/ShmSink."""
+    def _ring(self, name: str, shape: tuple) -> str:
+        """A shared-memory ring file for an ShmSource/ShmSink; the host keeps it mapped."""
         from hardware.lava_procs.shm_io import open_ring
         path = str(Path(self._tmp) / f"{len(self._rings)}.i32")
-        ring = open_ring(path, shape, self.nb, "w+")
-        self._rings[name] = ring
-        return path, ring
+        self._rings[name] = open_ring(path, shape, self.nb, "w+")
+        return path
 
     def _build(self):
         q = self.q
@@ -157,8 +157,8 @@ class LavaRunner:
             shm = Path("/dev/shm")
             self._tmp = tempfile.mkdtemp(prefix="kdsnn-lava-",
                                          dir=str(shm) if shm.is_dir() else None)
-            path, _ = self._ring(INPUT, in_shape)
-            self.source = ShmSource(shape=in_shape, steps=self.nb, path=path)
+            self.source = ShmSource(shape=in_shape, steps=self.nb,
+                                    path=self._ring(INPUT, in_shape))
         else:
             self.source = Source(data=np.zeros(in_shape + (self.nb,), dtype=np.int32))
         self.lifs, self.sinks, self.synapses = {}, {}, []
@@ -197,8 +197,8 @@ class LavaRunner:
                 self.synapses.append(syn)
             if self.record and layer.spiking:
                 if self.io == "shm":
-                    path, _ = self._ring(layer.name, lshape)
-                    sink = ShmSink(shape=lshape, steps=self.nb, path=path)
+                    sink = ShmSink(shape=lshape, steps=self.nb,
+                                   path=self._ring(layer.name, lshape))
                 else:
                     sink = Sink(shape=lshape, buffer=self.nb)
                 lif.s_out.connect(sink.a_in)

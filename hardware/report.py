@@ -480,9 +480,9 @@ def _sections(rep: dict) -> List[tuple]:
         out.append(("Per layer: student SynOps vs teacher MACs",
                     ["layer", "teacher module", "student SynOps", "student MACs",
                      "teacher MACs", "teacher MACs with padding taps"], rows,
-                    [f"Teacher MACs under the applied conventions, counted by the student's "
-                     f"counter; with padding taps they equal torch.utils.flop_counter's "
-                     f"(flops / 2)."]))
+                    ["Teacher MACs under the applied conventions, counted by the student's "
+                     "counter; with padding taps they equal torch.utils.flop_counter's "
+                     "(flops / 2)."]))
     if rep["runs"]:
         hdr = ["run", "accuracy"] + list(rep["profile_order"])
         rows = [[r["name"], _pct(r.get("accuracy"))] +

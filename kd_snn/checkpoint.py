@@ -155,18 +155,24 @@ def model_state(tensors: dict) -> dict:
 
 def load_model_state(model: torch.nn.Module, tensors: dict, where: str) -> None:
     """Load weights strictly; a checkpoint that does not fit the model is refused."""
-    state = model_state(tensors)
-    own = model.state_dict()
+    load_module_state(model, model_state(tensors), where)
+
+
+def load_module_state(module: torch.nn.Module, state: dict, where: str,
+                      what: str = "the model") -> None:
+    """Load ``state`` strictly into ``module``; a missing, extra or reshaped tensor is
+    refused by name."""
+    own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
-        what = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
-        raise KdsnnError(f"checkpoint '{where}' does not fit the model ({what})")
+        detail = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+        raise KdsnnError(f"checkpoint '{where}' does not fit {what} ({detail})")
     for k, v in state.items():
         if own[k].shape != v.shape:
-            raise KdsnnError(f"checkpoint '{where}' does not fit the model "
+            raise KdsnnError(f"checkpoint '{where}' does not fit {what} "
                              f"({k}: {tuple(v.shape)} vs {tuple(own[k].shape)})")
-    model.load_state_dict(state)
+    module.load_state_dict(state)
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:

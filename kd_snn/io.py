@@ -38,6 +38,16 @@ def _describe(exc: OSError, path: Path) -> str:
     return f"cannot write '{path}': {reason}"
 
 
+def missing_dirs(directory: PathLike) -> tuple[list[Path], Path]:
+    """The ancestors of ``directory`` (itself included) that do not exist, innermost first,
+    and the first one that does."""
+    missing, d = [], Path(directory).absolute()
+    while not d.exists():
+        missing.append(d)
+        d = d.parent
+    return missing, d
+
+
 class FileSet:
     """Files staged as temporary files, published together by :meth:`commit`."""
 
@@ -47,11 +57,7 @@ class FileSet:
         self._made_dirs: list[Path] = []
 
     def _ensure_dir(self, directory: Path) -> None:
-        missing = []
-        d = directory
-        while not d.exists():
-            missing.append(d)
-            d = d.parent
+        missing, d = missing_dirs(directory)
         if not d.is_dir():
             raise KdsnnError(f"cannot write into '{directory}': '{d}' is not a directory")
         for d in reversed(missing):
@@ -160,10 +166,6 @@ def transaction() -> Iterator[FileSet]:
         _CURRENT.reset(token)
 
 
-def in_transaction() -> bool:
-    return _CURRENT.get() is not None
-
-
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it replaces ``path`` when the transaction commits."""
@@ -200,13 +202,9 @@ def remove_stale_temps(root: PathLike) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         return removed
-    for tmp in root.rglob(f".*{TMP_SUFFIX}"):
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-            removed.append(tmp)
-    # temporary files of the earlier release (``.NAME.XXXX.tmp``)
+    # ours end in TMP_SUFFIX; the earlier release's were ``.NAME.XXXX.tmp``: one pattern
     for tmp in root.rglob(".*.tmp"):
-        if tmp.is_file() and not tmp.name.endswith(TMP_SUFFIX):
+        if tmp.is_file():
             with contextlib.suppress(OSError):
                 tmp.unlink()
                 removed.append(tmp)
@@ -230,11 +228,7 @@ def write_text(path: PathLike, text: str) -> None:
 
 def write_json(path: PathLike, obj) -> None:
     """Deterministic JSON (sorted keys) written atomically."""
-    write_text(path, json_text(obj))
-
-
-def json_text(obj) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
 def read_bytes(path: PathLike) -> bytes:
@@ -276,10 +270,6 @@ def _json_default(obj):
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: PathLike) -> str:

@@ -20,8 +20,8 @@ from typing import Iterator, Optional
 
 from . import config as C
 from .errors import KdsnnError
-from .io import read_json_object, remove_stale_temps, write_json, write_text
 from . import io as kio
+from .io import missing_dirs, read_json_object, remove_stale_temps, write_json, write_text
 
 STAGES = ("teacher", "student")
 LOCK_NAME = ".kdsnn.lock"
@@ -40,18 +40,14 @@ class RunDir:
         p = self.path
         if p.exists() and not p.is_dir():
             raise KdsnnError(f"run directory '{p}' is a file")
-        for parent in p.absolute().parents:
-            if parent.exists():
-                if not parent.is_dir():
-                    raise KdsnnError(f"run directory '{p}' lies below '{parent}', which is a file")
-                break
+        _, existing = missing_dirs(p)
+        if not existing.is_dir():
+            raise KdsnnError(f"run directory '{p}' lies below '{existing}', which is a file")
 
     def check_writable(self) -> None:
         """Refuse a run directory that cannot be written (read-only file system, permissions)."""
         self.check_usable()
-        d = self.path.absolute()
-        while not d.exists():
-            d = d.parent
+        _, d = missing_dirs(self.path)
         if not os.access(d, os.W_OK | os.X_OK):
             raise KdsnnError(f"run directory '{self.path}' is not writable ('{d}' is read-only)")
 
@@ -67,11 +63,7 @@ class RunDir:
         from filelock import FileLock, Timeout
 
         self.check_writable()
-        made_dirs = []
-        d = self.path.absolute()
-        while not d.exists():
-            made_dirs.append(d)
-            d = d.parent
+        made_dirs, _ = missing_dirs(self.path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -187,11 +179,8 @@ def _read_bytes(path: Path) -> Optional[bytes]:
 
 
 def _read_pid(path: Path) -> Optional[int]:
-    try:
-        text = path.read_text().strip()
-        return int(text) if text.isdigit() else None
-    except (OSError, UnicodeDecodeError):
-        return None
+    text = (_read_bytes(path) or b"").strip()
+    return int(text) if text.isdigit() else None
 
 
 def _remove_made(dirs: list) -> None:

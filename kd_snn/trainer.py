@@ -244,6 +244,7 @@ class Stage:
         self.dir = run.stage_dir(stage)
         self.spec = data_spec(cfg)
         self.teacher_path = teacher_path
+        self._prepared = False
 
     # set-up -------------------------------------------------------------------------
     def _prepare(self):
@@ -356,7 +357,9 @@ class Stage:
         ckpt.load_model_state(self.model, tensors, path)
         ckpt.load_optimizer_state(self.optimizer, tensors, meta)
         if self.criterion is not None:
-            restore_module_state(self.criterion, ckpt.extra(tensors), "criterion.", path)
+            saved = {k[len("criterion."):]: v for k, v in ckpt.extra(tensors).items()
+                     if k.startswith("criterion.")}
+            ckpt.load_module_state(self.criterion, saved, path, "the loss of this config")
         restore_scaler(self.scaler, meta.get("scaler"))
         return meta["epoch"], meta["step"], meta["rows"], meta["acc"]
 
@@ -392,7 +395,7 @@ class Stage:
         ``resume`` the saved state (its config and teacher) are all checked here, so a
         refused command leaves the run directory as it was.
         """
-        if getattr(self, "_prepared", False):
+        if self._prepared:
             return
         self._prepare()
         cfg = self.cfg
@@ -512,16 +515,6 @@ class Stage:
     def _plain_model(self) -> nn.Module:
         """The model as a single process would save it (GlobalBatchNorm is BatchNorm2d)."""
         return self.model
-
-
-def restore_module_state(module: nn.Module, tensors: dict, prefix: str, where: str) -> None:
-    """Load a module's saved tensors (``prefix``-named); a mismatch is refused by name."""
-    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-    own = module.state_dict()
-    if set(state) != set(own) or any(own[k].shape != v.shape for k, v in state.items()):
-        raise KdsnnError(f"cannot resume '{where}': the saved loss parameters do not fit "
-                         "the loss of this config")
-    module.load_state_dict(state)
 
 
 def restore_scaler(scaler, state) -> None:

@@ -104,23 +104,24 @@ def eval_command(args) -> int:
 
 
 # export and hardware -----------------------------------------------------------------
-def _run_for_export(args) -> RunDir:
+def _run_for_export(args) -> tuple:
+    """``(run, its config)`` for the commands after training; config and metrics checked."""
     run = RunDir(args.run)
     run.check_usable()
     if not run.config_path.is_file():
         raise KdsnnError(f"'{run.path}' is not a kdsnn run directory (no config.yaml)")
     if args.overrides:
         raise KdsnnError("--set is only for training commands; the run's config is used as is")
-    run.load_config()  # a broken config.yaml is refused first
+    cfg = run.load_config()  # a broken config.yaml is refused first
     run.read_metrics()
-    return run
+    return run, cfg
 
 
 def quantize_command(args) -> int:
     from export.pipeline import export_run
 
     _positive(calib=args.calib, samples=args.samples)
-    run = _run_for_export(args)
+    run, _ = _run_for_export(args)
     with writing(run):
         export_run(run, ["quant"], args.calib, args.samples, progress=not args.no_progress)
     print(f"report: {args.run}/export/quantize.md")
@@ -132,7 +133,7 @@ def export_command(args) -> int:
 
     _positive(calib=args.calib, samples=args.samples)
     targets = check_targets(args.target)
-    run = _run_for_export(args)
+    run, _ = _run_for_export(args)
     with writing(run):
         export_run(run, targets, args.calib, args.samples, progress=not args.no_progress)
     print(f"manifest: {run.subdir('export') / 'manifest.json'}")
@@ -169,10 +170,9 @@ def parity_command(args) -> int:
     from kd_snn.io import write_json, write_text
 
     _positive(samples=args.samples, jobs=args.jobs, batch=args.batch)
-    run = _run_for_export(args)
+    run, cfg = _run_for_export(args)
     with writing(run):
         _, balanced, qgraph = _load_quant_or_make(run, not args.no_progress)
-        cfg = run.load_config()
         x, y = sample_inputs(cfg, "test", args.samples)
         result = parity.run_parity(balanced, qgraph, x, y, jobs=args.jobs, batch=args.batch,
                                    progress=not args.no_progress, conv_model=args.conv_model)
@@ -231,8 +231,7 @@ def report_command(args) -> int:
     from kd_snn.trainer import load_trained
 
     _positive(samples=args.samples)
-    run = _run_for_export(args)
-    cfg = run.load_config()
+    run, cfg = _run_for_export(args)
     runs = _compare_entries(args.compare)
     with writing(run):
         x, y = sample_inputs(cfg, "test", args.samples)
