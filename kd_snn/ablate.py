@@ -1,14 +1,18 @@
 """The paper's ablations (arXiv 2511.06902) as one resumable, fixed-budget experiment.
 
     kdsnn ablate OUT [--data both] [--seeds 0 1 2] [--variants ...] [--set KEY=VALUE]
-                     [--jobs N] [--config NAME_OR_YAML]
+                     [--modes spiking reference] [--teacher RUN] [--jobs N]
+                     [--config NAME_OR_YAML]
 
 For every data set and seed, one ANN teacher is trained (variant ``teacher``) and shared
-by that seed's spiking students, one per distillation variant (see :data:`VARIANTS`).
+by that seed's spiking students, one per distillation variant (see :data:`VARIANTS`) and
+student mode (see :data:`MODES`); ``--teacher RUN`` instead gives every student one
+teacher trained beforehand (for example on more data than the students see).
 Every run is an ordinary run directory::
 
     OUT/<data>/<variant>/seed<k>/          (config.yaml, metrics.json, teacher|student/...)
-    OUT/ablation.json                      every run: test accuracy, config, budget, timing
+    OUT/<data>/<mode>/<variant>/seed<k>/   students of a mode other than ``spiking``
+    OUT/ablation.json                      every run: test accuracy, curve, config, timing
     OUT/ablation.md                        mean +- std over seeds per variant, with the budget
 
 Every variant of a data set gets the same budget: the data set's base config (shipped
@@ -26,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import resource
 import statistics
@@ -63,6 +68,18 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                     {"loss.preset": "samd_nld", "loss.samd_scaling": "l2"}),
     "camcam": ("CE + CAM-CAM", {"loss.preset": "camcam"}),
 }
+#: student mode -> (description, config keys it sets after ``--set``). ``reference`` is
+#: the authors' student (SinoLeu/CKDSNN): analog (ReLU) last block, fc-fc head, T = 1, hard
+#: reset with gradient, triangle surrogate, batch-global SAMD normalisation, teacher
+#: BatchNorm in train mode, CAM-CAM on the detached student classifier.
+MODES: dict[str, tuple[str, dict]] = {
+    "spiking": ("fully spiking student (kdsnn default)", {}),
+    "reference": ("reference-code student (ReLU last block, T = 1)", {
+        "student.last_block": "relu", "student.head": "reference", "data.time_steps": 1,
+        "neuron.detach_reset": False, "neuron.surrogate": "triangle", "neuron.width": 1,
+        "loss.samd_norm": "batch", "loss.teacher_mode": "train", "loss.camcam_detach": True}),
+}
+DEFAULT_MODES = ("spiking",)
 #: keys the runner sets itself; ``--set`` may not touch them
 RESERVED = ("seed", "name", "data.name", "loss.preset", "loss.samd_scaling")
 
@@ -77,6 +94,8 @@ class Task:
     path: Path
     cfg: C.Config
     teacher: Optional["Task"] = None
+    mode: str = "spiking"
+    external_teacher: Optional[Path] = None  # --teacher: one trained teacher for all
     status: str = "pending"  # pending, running, done, failed, blocked
     resumed: bool = False
     result: dict = field(default_factory=dict)
@@ -87,8 +106,13 @@ class Task:
         return "teacher" if self.variant == "teacher" else "student"
 
     @property
+    def group(self) -> str:
+        """Runs compared in one table: a data set, and the student mode unless default."""
+        return group_name(self.data, self.mode)
+
+    @property
     def key(self) -> str:
-        return f"{self.data}/{self.variant}/seed{self.seed}"
+        return f"{self.group}/{self.variant}/seed{self.seed}"
 
     @property
     def run(self) -> RunDir:
@@ -96,7 +120,13 @@ class Task:
 
     @property
     def teacher_path(self) -> Optional[Path]:
+        if self.external_teacher is not None:
+            return self.external_teacher
         return None if self.teacher is None else self.teacher.run.model_path("teacher")
+
+
+def group_name(data: str, mode: str) -> str:
+    return data if mode == "spiking" else f"{data}/{mode}"
 
 
 def _datasets(names: list[str]) -> list[str]:
@@ -114,15 +144,51 @@ def _datasets(names: list[str]) -> list[str]:
     return out
 
 
-def _variants(names: Optional[list[str]]) -> list[str]:
+def _variants(names: Optional[list[str]], external_teacher: bool = False) -> list[str]:
+    """The variants to run; ``teacher`` joins them unless ``--teacher`` brings one."""
     if not names:
-        return list(VARIANTS)
+        names = list(VARIANTS)
     for n in names:
         if n not in VARIANTS:
             raise KdsnnError(f"--variants: unknown variant {n!r} (choose from "
                              f"{', '.join(VARIANTS)})")
+    if external_teacher:
+        if names == ["teacher"]:
+            raise KdsnnError("--teacher gives the students a trained teacher: name at least "
+                             "one student variant")
+        return [v for v in VARIANTS if v in names and v != "teacher"]
     wanted = set(names) | {"teacher"}  # students need their teacher
     return [v for v in VARIANTS if v in wanted]
+
+
+def _modes(names: Optional[list[str]]) -> list[str]:
+    names = list(DEFAULT_MODES if not names else names)
+    for n in names:
+        if n not in MODES:
+            raise KdsnnError(f"--modes: unknown student mode {n!r} (choose from "
+                             f"{', '.join(MODES)})")
+    if len(set(names)) != len(names):
+        raise KdsnnError(f"--modes has duplicates: {names}")
+    return names
+
+
+def teacher_info(path) -> tuple[Path, dict]:
+    """Check a ``--teacher`` checkpoint (an ANN) and describe it for the result files."""
+    from .io import sha256_file
+    from .trainer import load_trained, resolve_checkpoint
+    model_path = resolve_checkpoint(path)
+    _, meta = load_trained(model_path, expect_spiking=False)
+    metrics = meta.get("metrics", {}) if isinstance(meta.get("metrics"), dict) else {}
+    cfg = meta.get("config", {}) if isinstance(meta.get("config"), dict) else {}
+    limit = (cfg.get("data", {}).get("options", {}) or {}).get("limit")
+    info = {"path": str(path), "sha256": sha256_file(model_path),
+            "model": meta.get("model", {}).get("name"),
+            "width": meta.get("model", {}).get("width"),
+            "data": meta.get("data"), "train_samples": limit if limit is not None else "all",
+            "epochs": metrics.get("epochs"), "test_accuracy": metrics.get("test_accuracy"),
+            "best_test_accuracy": metrics.get("best_test_accuracy"),
+            "curve": read_curve(model_path.parent / "metrics.csv")}
+    return model_path, info
 
 
 def _seeds(seeds: Optional[list[int]]) -> list[int]:
@@ -157,22 +223,38 @@ def base_config(data: str, config: Optional[str], overrides: list[str]) -> dict:
     return raw
 
 
+def _sets(sets: dict) -> list[str]:
+    return [f"{k}={'true' if v is True else 'false' if v is False else v}"
+            for k, v in sets.items()]
+
+
 def plan(out: Path, datasets: list[str], seeds: list[int], variants: list[str],
-         config: Optional[str], overrides: list[str]) -> list[Task]:
+         config: Optional[str], overrides: list[str], modes: Optional[list[str]] = None,
+         external_teacher: Optional[Path] = None) -> list[Task]:
+    """Every run, teachers first: a seed's teacher is shared by all its students' modes."""
     tasks: list[Task] = []
+    modes = list(modes or DEFAULT_MODES)
     for data in datasets:
         raw = base_config(data, config, overrides)
         for seed in seeds:
             teacher = None
-            for variant in variants:
-                sets = {"seed": seed, "name": f"ablation-{data}-{variant}-seed{seed}",
-                        **VARIANTS[variant][1]}
-                cfg = C.from_dict(C.apply_overrides(raw, [f"{k}={v}" for k, v in sets.items()]))
-                task = Task(data, variant, seed, out / data / variant / f"seed{seed}", cfg,
-                            teacher=teacher)
-                if variant == "teacher":
-                    teacher = task
-                tasks.append(task)
+            for mode in modes:
+                mode_raw = C.apply_overrides(raw, _sets(MODES[mode][1]))
+                for variant in variants:
+                    if variant == "teacher" and teacher is not None:
+                        continue  # one teacher per seed, in the first mode's layout
+                    name = "-".join(["ablation", data] + ([mode] if mode != "spiking" else [])
+                                    + [variant, f"seed{seed}"])
+                    sets = {"seed": seed, "name": name, **VARIANTS[variant][1]}
+                    cfg = C.from_dict(C.apply_overrides(mode_raw, _sets(sets)))
+                    where = out / data if mode == "spiking" or variant == "teacher" \
+                        else out / data / mode
+                    task = Task(data, variant, seed, where / variant / f"seed{seed}", cfg,
+                                teacher=teacher, mode="spiking" if variant == "teacher" else mode,
+                                external_teacher=external_teacher)
+                    if variant == "teacher":
+                        teacher = task
+                    tasks.append(task)
     return tasks
 
 
@@ -193,6 +275,16 @@ def _check_existing(task: Task) -> None:
         task.result = _result(task)
 
 
+def read_curve(csv_path: Path) -> list:
+    """Test accuracy after every epoch, from a stage's metrics.csv ([] if absent)."""
+    import csv
+    try:
+        with open(csv_path, newline="") as fh:
+            return [float(row["test_acc"]) for row in csv.DictReader(fh)]
+    except (OSError, KeyError, ValueError):
+        return []
+
+
 def _result(task: Task) -> dict:
     m = task.run.read_metrics().get(task.stage, {})
     extra_path = task.path / "ablate_run.json"
@@ -200,6 +292,7 @@ def _result(task: Task) -> dict:
     return {"test_accuracy": m.get("test_accuracy"),
             "best_test_accuracy": m.get("best_test_accuracy"),
             "epochs": m.get("epochs"), "train_seconds": m.get("train_seconds"),
+            "curve": read_curve(task.run.stage_dir(task.stage) / "metrics.csv"),
             "wall_seconds": extra.get("wall_seconds"),
             "cpu_seconds": extra.get("cpu_seconds"), "resumed": extra.get("resumed", False)}
 
@@ -352,17 +445,28 @@ class Runner:
         self.echo(self.progress_line(task, wall))
 
     # results ---------------------------------------------------------------------------
-    def summary(self, data: str) -> dict:
+    def _members(self, group: str, variant: str) -> list[Task]:
+        """A group's runs of a variant; a shared teacher belongs to every group of its data."""
+        if variant == "teacher":
+            data = group.split("/")[0]
+            return [t for t in self.tasks if t.variant == "teacher" and t.data == data]
+        return [t for t in self.tasks if t.group == group and t.variant == variant]
+
+    def summary(self, group: str) -> dict:
         out = {}
         for v in VARIANTS:
-            accs = [t.result["test_accuracy"] for t in self.tasks
-                    if t.data == data and t.variant == v and t.status == "done"]
-            if any(t.data == data and t.variant == v for t in self.tasks):
-                out[v] = stats(accs)
-        return out
+            members = self._members(group, v)
+            if members:
+                done = [t for t in members if t.status == "done"]
+                out[v] = stats([t.result["test_accuracy"] for t in done])
+                out[v]["best"] = stats([t.result.get("best_test_accuracy") for t in done])
+        return compare(out)
+
+    def groups(self) -> list[str]:
+        return list(dict.fromkeys(t.group for t in self.tasks))
 
     def summary_all(self) -> dict:
-        return {d: self.summary(d) for d in self.meta["datasets"]}
+        return {g: self.summary(g) for g in self.groups()}
 
     def progress_line(self, task: Task, wall: float) -> str:
         done = sum(t.status == "done" for t in self.tasks)
@@ -372,7 +476,7 @@ class Runner:
                      + (" (resumed)" if task.resumed else ""))
         else:
             head += f": FAILED ({task.error})"
-        cells = [f"{v} {_fmt(s, short=True)}" for v, s in self.summary(task.data).items()
+        cells = [f"{v} {_fmt(s, short=True)}" for v, s in self.summary(task.group).items()
                  if s["n"]]
         return head + " | " + ", ".join(cells)
 
@@ -380,7 +484,8 @@ class Runner:
         runs = []
         for t in self.tasks:
             if t.status in ("done", "failed", "blocked"):
-                entry = {"data": t.data, "variant": t.variant, "seed": t.seed,
+                entry = {"data": t.data, "mode": t.mode, "group": t.group,
+                         "variant": t.variant, "seed": t.seed,
                          "status": t.status, "run_dir": str(t.path),
                          "config": t.cfg.to_dict()}
                 if t.status == "done":
@@ -388,12 +493,18 @@ class Runner:
                 else:
                     entry["error"] = t.error
                 runs.append(entry)
-        per_data = {}
-        for d in self.meta["datasets"]:
-            cfg = next(t.cfg for t in self.tasks if t.data == d)
-            per_data[d] = {"budget": budget(cfg), "model": cfg.student.model,
-                           "width": cfg.student.width, "time_steps": cfg.data.time_steps,
-                           "encoding": cfg.data.encoding, "summary": self.summary(d)}
+        per_group = {}
+        for g in self.groups():
+            members = [t for t in self.tasks if t.group == g]
+            first = next((t for t in members if t.variant != "teacher"), members[0])
+            cfg, mode = first.cfg, first.mode
+            per_group[g] = {"data": cfg.data.name, "mode": mode,
+                            "mode_described": MODES[mode][0], "mode_sets": MODES[mode][1],
+                            "budget": budget(cfg, self.meta.get("teacher")),
+                            "model": cfg.student.model,
+                            "width": cfg.student.width, "time_steps": cfg.data.time_steps,
+                            "encoding": cfg.data.encoding, "summary": self.summary(g),
+                            "curves": self.curves(g)}
         obj = {"format": FORMAT, **self.meta, "variants_described": {
                    v: VARIANTS[v][0] for v in self.meta["variants"]},
                "complete": all(t.status == "done" for t in self.tasks),
@@ -401,9 +512,20 @@ class Runner:
                "total_runs": len(self.tasks),
                "elapsed_seconds_this_invocation": round(time.time() - self.t0, 1),
                "jobs": self.jobs, "threads_per_job": self.threads,
-               "datasets_detail": per_data, "runs": runs}
+               "datasets_detail": per_group, "runs": runs}
         write_json(self.out / "ablation.json", obj)
         write_text(self.out / "ablation.md", markdown(obj))
+
+    def curves(self, group: str) -> dict:
+        """Mean test accuracy after every epoch, per variant, over the finished seeds."""
+        out = {}
+        for v in VARIANTS:
+            rows = [t.result.get("curve") or [] for t in self._members(group, v)
+                    if t.status == "done"]
+            rows = [r for r in rows if r]
+            if rows and len({len(r) for r in rows}) == 1:
+                out[v] = [round(statistics.fmean(col), 6) for col in zip(*rows)]
+        return out
 
 
 def _last_error(log: Path, code: int) -> str:
@@ -428,6 +550,21 @@ def stats(values: list) -> dict:
     return {"mean": mean, "std": std, "n": n, "values": vals}
 
 
+def compare(summary: dict, base: str = "none") -> dict:
+    """Add, to every student variant, its difference of means to ``base`` and whether
+    it exceeds two standard errors of that difference (Welch: sqrt(s1^2/n1 + s0^2/n0))."""
+    ref = summary.get(base)
+    for v, s in summary.items():
+        if v in (base, "teacher") or ref is None or not s["n"] or not ref["n"]:
+            continue
+        s["delta"] = s["mean"] - ref["mean"]
+        if s["std"] is not None and ref["std"] is not None:
+            se = math.sqrt(s["std"] ** 2 / s["n"] + ref["std"] ** 2 / ref["n"])
+            s["se_delta"] = se
+            s["exceeds_2se"] = abs(s["delta"]) > 2 * se
+    return summary
+
+
 def _fmt(s: dict, short: bool = False) -> str:
     if not s["n"]:
         return "–"
@@ -437,8 +574,8 @@ def _fmt(s: dict, short: bool = False) -> str:
     return f"{m:.1f}±{100 * s['std']:.1f}" if short else f"{m:.2f} ± {100 * s['std']:.2f}"
 
 
-def budget(cfg: C.Config) -> dict:
-    """The training budget every variant of a data set shares."""
+def budget(cfg: C.Config, teacher: Optional[dict] = None) -> dict:
+    """The training budget every variant of a group shares (``teacher``: --teacher's info)."""
     def stage(tc: C.TrainConfig) -> dict:
         return {"epochs": tc.epochs, "optimizer": tc.optimizer, "lr": tc.lr,
                 "weight_decay": tc.weight_decay, "scheduler": tc.scheduler,
@@ -446,7 +583,8 @@ def budget(cfg: C.Config) -> dict:
     limit = cfg.data.options.get("limit")
     return {"train_samples": int(limit) if limit is not None else "all",
             "test_samples": "all (full test split)", "batch_size": cfg.data.batch_size,
-            "augment": cfg.data.augment, "teacher": stage(cfg.teacher),
+            "augment": cfg.data.augment,
+            "teacher": stage(cfg.teacher) if teacher is None else {"external": teacher},
             "student": stage(cfg.student), "data_options": dict(cfg.data.options)}
 
 
@@ -456,14 +594,40 @@ def _budget_text(b: dict) -> str:
                 f"lr {s['lr']:g} wd {s['weight_decay']:g}, {s['scheduler']}")
     n = b["train_samples"]
     train = "full train split" if n == "all" else f"first {n} training samples"
+    teacher = b["teacher"]
+    if "external" in teacher:
+        t = teacher["external"]
+        tn = t["train_samples"]
+        teacher_text = (f"one shared teacher `{t['path']}` (trained beforehand on "
+                        f"{'the full train split' if tn == 'all' else f'{tn} samples'}, "
+                        f"{t['epochs']} epochs, test acc. {_pct(t['test_accuracy'])})")
+    else:
+        teacher_text = f"teacher {st(teacher)}"
     return (f"{train}, batch {b['batch_size']}, augment {'on' if b['augment'] else 'off'}; "
-            f"student {st(b['student'])}; teacher {st(b['teacher'])}; "
-            f"evaluated on the full test split")
+            f"student {st(b['student'])}; {teacher_text}; evaluated on the full test split")
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.2f} %"
 
 
 def _mean_of(runs: list, key: str) -> str:
     vals = [r[key] for r in runs if r.get(key)]
     return f"{statistics.fmean(vals):.0f}" if vals else ""
+
+
+def _curve_text(curve: list) -> str:
+    """'1: 70.1, 2: 75.3, ...' (percent, one decimal)."""
+    return ", ".join(f"{i + 1}: {100 * a:.1f}" for i, a in enumerate(curve))
+
+
+def plateau(curve: list) -> Optional[dict]:
+    """How much the last third of the epochs still added (a converged curve adds ~0)."""
+    if len(curve) < 3:
+        return None
+    k = max(1, len(curve) // 3)
+    return {"epochs": k, "gain": curve[-1] - curve[-1 - k], "best_epoch":
+            max(range(len(curve)), key=lambda i: curve[i]) + 1}
 
 
 def markdown(obj: dict) -> str:
@@ -473,36 +637,64 @@ def markdown(obj: dict) -> str:
              + ("" if obj["complete"] else " (in progress or incomplete)")
              + f"; seeds {' '.join(map(str, obj['seeds']))}; {obj['jobs']} job(s) x "
              f"{obj['threads_per_job']} thread(s).  ",
-             "Metric: top-1 accuracy on the full test split after the last epoch; "
-             "mean ± sample std over seeds (n runs); Δ = difference of means to `none`.  ",
+             "Metric: top-1 accuracy on the full test split after the last epoch (best "
+             "epoch beside it); mean ± sample std over seeds (n runs); Δ = difference of "
+             "means to `none`; 2 SE = twice the standard error of that difference "
+             "(sqrt(s²/n + s₀²/n₀)); `yes` where |Δ| exceeds it.  ",
              f"Compute: {sum(r.get('cpu_seconds') or 0 for r in obj['runs']):.0f} CPU s over "
              f"all runs; the last invocation took {obj['elapsed_seconds_this_invocation']:.0f} "
              f"s wall.", ""]
     by_key = {}
     for r in obj["runs"]:
-        by_key.setdefault((r["data"], r["variant"]), []).append(r)
-    for d, det in obj["datasets_detail"].items():
-        lines += [f"## {d}", "",
-                  f"- data: `{d}`, encoding {det['encoding']}, T = {det['time_steps']}",
+        by_key.setdefault((r.get("group", r["data"]), r["variant"]), []).append(r)
+        if r["variant"] == "teacher":  # a seed's teacher serves every mode of its data
+            for g in obj["datasets_detail"]:
+                if g != r["data"] and g.split("/")[0] == r["data"]:
+                    by_key.setdefault((g, "teacher"), []).append(r)
+    for g, det in obj["datasets_detail"].items():
+        lines += [f"## {g}", "",
+                  f"- data: `{det.get('data', g)}`, encoding {det['encoding']}, "
+                  f"T = {det['time_steps']}",
                   f"- model: `{det['model']}` width {det['width']} (ANN teacher and spiking "
-                  f"student)",
-                  f"- budget (identical for every student variant): "
+                  f"student)"]
+        if det.get("mode", "spiking") != "spiking":
+            sets = ", ".join(f"{k}={v}" for k, v in det.get("mode_sets", {}).items())
+            lines.append(f"- student mode `{det['mode']}`: {det['mode_described']} ({sets})")
+        lines += [f"- budget (identical for every student variant): "
                   f"{_budget_text(det['budget'])}", "",
-                  "| variant | objective | test acc. % (mean ± std) | n | Δ vs none (pp) "
-                  "| wall s / run | CPU s / run |", "|---|---|---|---|---|---|---|"]
-        base = det["summary"].get("none", {})
+                  "| variant | objective | test acc. % (mean ± std) | n | best epoch % "
+                  "| Δ vs none (pp) | 2 SE (pp) | \\|Δ\\| > 2 SE | wall s / run | CPU s / run |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for v in [v for v in VARIANTS if v in det["summary"]]:  # JSON keys come sorted
             s = det["summary"][v]
-            delta = ""
-            if v not in ("none", "teacher") and s["n"] and base.get("n"):
-                delta = f"{100 * (s['mean'] - base['mean']):+.2f}"
-            done = [r for r in by_key.get((d, v), []) if r["status"] == "done"]
+            delta = f"{100 * s['delta']:+.2f}" if "delta" in s else ""
+            se2 = f"{200 * s['se_delta']:.2f}" if "se_delta" in s else ""
+            sig = ("yes" if s["exceeds_2se"] else "no") if "exceeds_2se" in s else ""
+            best = _fmt(s["best"]) if s.get("best") else ""
+            done = [r for r in by_key.get((g, v), []) if r["status"] == "done"]
             secs = [_mean_of(done, k) for k in ("wall_seconds", "cpu_seconds")]
-            lines.append(f"| {v} | {VARIANTS[v][0]} | {_fmt(s)} | {s['n']} | {delta} | "
-                         f"{secs[0]} | {secs[1]} |")
-        failed = [r for r in obj["runs"] if r["data"] == d and r["status"] != "done"]
+            lines.append(f"| {v} | {VARIANTS[v][0]} | {_fmt(s)} | {s['n']} | {best} | "
+                         f"{delta} | {se2} | {sig} | {secs[0]} | {secs[1]} |")
+        failed = [r for r in obj["runs"] if r.get("group", r["data"]) == g
+                  and r["status"] != "done"]
         for r in failed:
             lines.append(f"\n{r['variant']} seed {r['seed']}: {r['status']} ({r['error']})")
+        curves = det.get("curves", {})
+        notes = []
+        ext = det["budget"]["teacher"].get("external")
+        if ext and ext.get("curve"):
+            notes.append(f"teacher learning curve (test acc. % by epoch): "
+                         f"{_curve_text(ext['curve'])}")
+        for v in ("none", "samd_nld"):
+            if v in curves:
+                pl = plateau(curves[v])
+                tail = "" if pl is None else (
+                    f" — the last {pl['epochs']} epoch(s) added {100 * pl['gain']:+.2f} pp; "
+                    f"best at epoch {pl['best_epoch']}")
+                notes.append(f"`{v}` learning curve (mean over seeds, test acc. % by epoch): "
+                             f"{_curve_text(curves[v])}{tail}")
+        if notes:
+            lines += [""] + [f"- {n}" for n in notes]
         lines.append("")
     return "\n".join(lines)
 

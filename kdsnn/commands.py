@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 
 from kd_snn import io as kio
-from kd_snn.ablate import (BASE_EVENT, BASE_STATIC, DEFAULT_SEEDS, VARIANTS, Runner,
-                           _check_existing, _check_overrides, _datasets, _seeds, _variants, plan)
+from kd_snn.ablate import (BASE_EVENT, BASE_STATIC, DEFAULT_SEEDS, MODES, VARIANTS, Runner,
+                           _check_existing, _check_overrides, _datasets, _modes, _seeds,
+                           _variants, plan, teacher_info)
 from kd_snn.errors import KdsnnError
 from kd_snn.rundir import RunDir
 
@@ -326,9 +327,26 @@ def add_ablate_parser(subparsers) -> argparse.ArgumentParser:
                                     f"{BASE_STATIC} / {BASE_EVENT} by data kind)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override applied to every run, e.g. --set student.epochs=1")
+    p.add_argument("--modes", nargs="+", metavar="MODE",
+                   help=f"student modes: {', '.join(MODES)} (default spiking; reference = "
+                        "the authors' student: ReLU last block, T = 1, ...)")
+    p.add_argument("--teacher", metavar="RUN_OR_CHECKPOINT",
+                   help="one trained ANN teacher for every student (instead of one teacher "
+                        "per seed trained at the students' budget)")
     p.add_argument("--jobs", type=int, default=1,
                    help="runs in parallel (worker processes, cores // jobs threads each)")
     return p
+
+
+def _check_same_teacher(out: Path, teacher: dict) -> None:
+    """Finished students are reused on a rerun: they must come from the same teacher."""
+    old = out / "ablation.json"
+    if not old.is_file():
+        return
+    before = (kio.read_json_object(old, "ablation record").get("teacher") or {}).get("sha256")
+    if before is not None and before != teacher["sha256"]:
+        raise KdsnnError(f"'{out}' holds students of another teacher (sha256 {before[:12]}..., "
+                         f"--teacher is {teacher['sha256'][:12]}...): use another OUT directory")
 
 
 def ablate_command(args) -> int:
@@ -338,16 +356,26 @@ def ablate_command(args) -> int:
     _check_overrides(args.overrides)
     datasets = _datasets(args.data)
     seeds = _seeds(args.seeds)
-    variants = _variants(args.variants)
+    variants = _variants(args.variants, external_teacher=args.teacher is not None)
+    modes = _modes(args.modes)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise KdsnnError(f"'{out}' exists and is not a directory")
-    tasks = plan(out, datasets, seeds, variants, args.config, args.overrides)
+    teacher_path = teacher = None
+    if args.teacher is not None:
+        teacher_path, teacher = teacher_info(args.teacher)
+        _check_same_teacher(out, teacher)
+    tasks = plan(out, datasets, seeds, variants, args.config, args.overrides, modes,
+                 external_teacher=teacher_path)
     for task in tasks:
         _check_existing(task)
     cmd = ["kdsnn", "ablate", str(out), "--data", *args.data, "--seeds", *map(str, seeds)]
     if args.variants:
         cmd += ["--variants", *args.variants]
+    if args.modes:
+        cmd += ["--modes", *modes]
+    if args.teacher:
+        cmd += ["--teacher", args.teacher]
     if args.config:
         cmd += ["--config", args.config]
     for o in args.overrides:
@@ -355,7 +383,8 @@ def ablate_command(args) -> int:
     if args.jobs != 1:
         cmd += ["--jobs", str(args.jobs)]
     meta = {"command": shlex.join(cmd), "datasets": datasets, "seeds": seeds,
-            "variants": variants, "overrides": list(args.overrides), "config": args.config}
+            "variants": variants, "modes": modes, "overrides": list(args.overrides),
+            "config": args.config, "teacher": teacher}
     skipped = sum(t.status == "done" for t in tasks)
     print(f"ablation: {len(tasks)} runs ({skipped} already finished) in '{out}', "
           f"{args.jobs} job(s)", flush=True)

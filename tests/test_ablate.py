@@ -119,3 +119,69 @@ def test_parallel_jobs(grid, tmp_path, capsys):
     obj = json.loads((out / "ablation.json").read_text())
     assert obj["complete"] and obj["jobs"] == 2 and len(obj["runs"]) == 2
     assert all(r["cpu_seconds"] > 0 for r in obj["runs"])
+
+
+def test_modes_and_shared_teacher(grid, tmp_path, capsys):
+    """--teacher: no teacher runs, every student (both modes) distils from that one model;
+    --modes reference sets the reference student's keys; curves and the 2-SE column."""
+    teacher = grid / "digits" / "teacher" / "seed0"
+    out = tmp_path / "modes"
+    args = [str(out), "--data", "digits", "--seeds", "0", "1", "--variants", "none",
+            "samd_nld", "--modes", "spiking", "reference", "--teacher", str(teacher), *TINY,
+            "--set", "student.epochs=2"]
+    assert cli_main(["ablate", *args]) == 0
+    obj = json.loads((out / "ablation.json").read_text())
+    assert obj["complete"] and obj["total_runs"] == 8  # 2 modes x 2 variants x 2 seeds
+    assert obj["modes"] == ["spiking", "reference"]
+    assert obj["teacher"]["path"] == str(teacher) and len(obj["teacher"]["sha256"]) == 64
+    assert obj["teacher"]["curve"] and obj["teacher"]["train_samples"] == 128
+    assert {r["variant"] for r in obj["runs"]} == {"none", "samd_nld"}
+    for r in obj["runs"]:
+        c = r["config"]
+        assert len(r["curve"]) == 2 and r["best_test_accuracy"] == max(r["curve"])
+        sub = "digits" if r["mode"] == "spiking" else "digits/reference"
+        assert r["group"] == sub
+        assert (out / sub / r["variant"] / f"seed{r['seed']}" / "config.yaml").is_file()
+        if r["mode"] == "reference":
+            assert c["data"]["time_steps"] == 1 and c["student"]["last_block"] == "relu"
+            assert c["student"]["head"] == "reference" and c["neuron"]["surrogate"] == "triangle"
+            assert c["neuron"]["detach_reset"] is False and c["loss"]["samd_norm"] == "batch"
+            assert c["loss"]["teacher_mode"] == "train" and c["loss"]["camcam_detach"] is True
+        else:
+            assert c["data"]["time_steps"] == 4 and c["student"]["last_block"] == "spiking"
+    for g in ("digits", "digits/reference"):
+        s = obj["datasets_detail"][g]["summary"]
+        assert set(s) == {"none", "samd_nld"} and "teacher" not in s
+        assert s["samd_nld"]["delta"] == pytest.approx(s["samd_nld"]["mean"] - s["none"]["mean"])
+        assert "se_delta" in s["samd_nld"] and isinstance(s["samd_nld"]["exceeds_2se"], bool)
+        assert len(obj["datasets_detail"][g]["curves"]["none"]) == 2
+    md = (out / "ablation.md").read_text()
+    assert "## digits/reference" in md and "2 SE" in md and "learning curve" in md
+    assert "one shared teacher" in md
+    # a finished ablation is not silently mixed with another teacher's students
+    other = grid / "digits" / "teacher" / "seed1"
+    capsys.readouterr()
+    assert cli_main(["ablate", *[str(other) if a == str(teacher) else a for a in args]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("kdsnn: error:") and "another teacher" in err and "\n" not in err
+
+
+def test_compare_two_standard_errors():
+    summary = {"none": ablate.stats([0.80, 0.81, 0.82]), "a": ablate.stats([0.83, 0.84, 0.85]),
+               "b": ablate.stats([0.80, 0.83, 0.82])}
+    ablate.compare(summary)
+    se = (0.01 ** 2 / 3 + 0.01 ** 2 / 3) ** 0.5
+    assert summary["a"]["delta"] == pytest.approx(0.03)
+    assert summary["a"]["se_delta"] == pytest.approx(se) and summary["a"]["exceeds_2se"]
+    assert not summary["b"]["exceeds_2se"] and "delta" not in summary["none"]
+
+
+@pytest.mark.parametrize("bad, words", [
+    (["--modes", "bogus"], "bogus"), (["--modes", "spiking", "spiking"], "duplicates"),
+    (["--teacher", "no/such/run"], "no/such/run"),
+])
+def test_bad_mode_or_teacher_one_line(tmp_path, capsys, bad, words):
+    assert cli_main(["ablate", str(tmp_path / "x"), "--data", "digits", *bad]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("kdsnn: error:") and words in err and "\n" not in err
+    assert not (tmp_path / "x").exists()
