@@ -40,7 +40,9 @@ class LineProgress:
         if self.total <= 0:
             return 1 << 62
         k = int(n / (self.total * self.step)) + 1
-        return max(n + 1, int(round(k * self.step * self.total)))
+        while int(round(k * self.step * self.total)) <= n:  # a mark rounded down to n
+            k += 1
+        return int(round(k * self.step * self.total))
 
     def update(self, n: int = 1) -> None:
         self.n += n

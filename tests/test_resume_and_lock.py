@@ -163,16 +163,19 @@ def test_lock_taken_by_a_failing_command_leaves_nothing(tmp_path):
     assert not (tmp_path / "a").exists()
 
 
-def test_non_terminal_progress_is_a_few_lines():
-    out = io.StringIO()
-    bar = LineProgress(total=1000, desc="student", unit="step", every=10, stream=out)
-    for _ in range(1000):
+@pytest.mark.parametrize("total", [1000, 1874, 156])
+def test_non_terminal_progress_is_a_few_lines(total):
+    out = io.StringIO()  # 1874: a 10 % mark that rounds down must not print twice
+    bar = LineProgress(total=total, desc="student", unit="step", every=10, stream=out)
+    for _ in range(total):
         bar.update(1)
         bar.set_postfix(loss="0.1")
     bar.close()
     lines = out.getvalue().splitlines()
     assert len(lines) == 10 and "\r" not in out.getvalue()
-    assert lines[-1].startswith("student: 1000/1000 step (100%")
+    steps = [int(ln.split()[1].split("/")[0]) for ln in lines]
+    assert steps == sorted(set(steps))
+    assert lines[-1].startswith(f"student: {total}/{total} step (100%")
 
 
 def test_training_log_to_a_file_has_no_bars(tmp_path):
