@@ -164,7 +164,7 @@ def build(row: dict, rate: float, calib: int = 16):
 
 # ---------------------------------------------------------------------------- measurements
 def _inputs(row, n, offset):
-    from export.quantize import encode_input
+    from export.fixed_point import encode_input
     from kd_snn.data.encoding import encode
     x, _ = _images(row, n, offset)
     x_seq = encode(x, T, "direct").double()

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as tF
 
 from export.graph import INPUT
-from export.quantize import QuantConnection, QuantGraph
+from export.fixed_point import QuantConnection, QuantGraph
 
 _I32 = 1 << 32
 _I24 = 1 << 24

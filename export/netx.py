@@ -36,7 +36,8 @@ from typing import Optional
 import numpy as np
 
 from export.graph import INPUT, DeployGraph
-from export.quantize import QuantGraph, QuantLayer, quantize
+from export.fixed_point import QuantGraph, QuantLayer
+from export.quantize import quantize
 from kd_snn.io import hdf5_bytes, write_bytes
 
 NETX_DENSE_EXP = (0, 1)

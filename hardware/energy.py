@@ -495,7 +495,7 @@ def analyze_graph(graph, x_seq: Optional[ArrayLike] = None, *,
     can be compared side by side.  With precomputed spikes ``x_seq`` is still needed for
     spiking input without an ``"input"`` record, and for the zero-input and first-layer
     conventions (without it the input is taken as repeating only for direct encoding and
-    zero skipping is unavailable).  ``graph`` may also be the ``export.quantize.QuantGraph``
+    zero skipping is unavailable).  ``graph`` may also be the ``export.fixed_point.QuantGraph``
     a Lava run used (records required): its integer weights give the deployed non-zero
     synapses, its relay layers are counted, pools are grouped convs (same fan-out).
 

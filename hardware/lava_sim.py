@@ -54,7 +54,7 @@ import numpy as np
 import torch
 
 from export.graph import INPUT
-from export.quantize import QuantGraph, load_quant
+from export.fixed_point import QuantGraph, load_quant
 
 # Lava imports (importing lava.proc sets the multiprocessing start method to 'fork').
 from lava.magma.core.run_conditions import RunSteps
@@ -318,7 +318,7 @@ def run_lava(qgraph: QuantGraph, x_int_seq, record: bool = True,
 def run_lava_from_files(quant_path, x_int_seq, record: bool = True,
                         chunk_samples: int = 64, conv_model: str = "lava") -> tuple:
     """Rebuild the network from the exported QuantGraph file alone
-    (``export.quantize.save_quant``) and run it (see ``run_lava``)."""
+    (``export.fixed_point.save_quant``) and run it (see ``run_lava``)."""
     return run_lava(load_quant(Path(quant_path)), x_int_seq, record, chunk_samples,
                     conv_model)
 

@@ -21,7 +21,7 @@ import torch
 
 from export.emulate import emulate
 from export.graph import DeployGraph, run_float
-from export.quantize import QuantGraph, encode_input
+from export.fixed_point import QuantGraph, encode_input
 from kd_snn.progress import progress as make_progress
 
 SCHEMA = "kdsnn.parity/1"

@@ -145,7 +145,7 @@ def _load_quant_or_make(run: RunDir, progress: bool):
     """The exported QuantGraph (RUN/export/student.quant.npz), made if missing."""
     from export.latency import balance_latency
     from export.pipeline import export_run, load_student
-    from export.quantize import load_quant
+    from export.fixed_point import load_quant
 
     qpath = run.subdir("export") / "student.quant.npz"
     if not qpath.is_file():
@@ -243,7 +243,7 @@ def report_command(args) -> int:
         if args.source in ("lava", "both"):
             import lava.proc.lif.process  # noqa: F401
             import torch
-            from export.quantize import encode_input
+            from export.fixed_point import encode_input
             from hardware.lava_sim import run_lava
             _, _, qgraph = _load_quant_or_make(run, not args.no_progress)
             readout, spikes = run_lava(qgraph, encode_input(x), record=True)

@@ -172,3 +172,14 @@ def test_quantized_network_as_float_graph_follows_the_emulation():
         agree = (spikes[name].numpy() == spikes_q[name].numpy()).mean()
         assert agree > 0.95, (name, agree)
     assert (logits.argmax(1).numpy() == np.asarray(v).argmax(1)).mean() > 0.8
+
+
+def test_layers_import_one_way():
+    """export.fixed_point (vocabulary) <- export.emulate <- export.quantize: no circle."""
+    import subprocess
+    import sys
+    code = ("import sys, export.emulate; "
+            "assert 'export.quantize' not in sys.modules, 'emulate imports quantize'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
