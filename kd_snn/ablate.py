@@ -487,7 +487,7 @@ class Runner:
                 entry = {"data": t.data, "mode": t.mode, "group": t.group,
                          "variant": t.variant, "seed": t.seed,
                          "status": t.status, "run_dir": str(t.path),
-                         "config": t.cfg.to_dict()}
+                         "budget": _run_budget(t), "config": t.cfg.to_dict()}
                 if t.status == "done":
                     entry.update(t.result)
                 else:
@@ -586,6 +586,16 @@ def budget(cfg: C.Config, teacher: Optional[dict] = None) -> dict:
             "augment": cfg.data.augment,
             "teacher": stage(cfg.teacher) if teacher is None else {"external": teacher},
             "student": stage(cfg.student), "data_options": dict(cfg.data.options)}
+
+
+def _run_budget(task: Task) -> dict:
+    """One run's budget: its stage's epochs, optimizer and schedule, data, batch, T."""
+    tc = getattr(task.cfg, task.stage)
+    limit = task.cfg.data.options.get("limit")
+    return {"stage": task.stage, "epochs": tc.epochs, "optimizer": tc.optimizer, "lr": tc.lr,
+            "scheduler": tc.scheduler, "batch_size": task.cfg.data.batch_size,
+            "train_samples": int(limit) if limit is not None else "all",
+            "time_steps": task.cfg.data.time_steps}
 
 
 def _budget_text(b: dict) -> str:

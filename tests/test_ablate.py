@@ -139,6 +139,8 @@ def test_modes_and_shared_teacher(grid, tmp_path, capsys):
     for r in obj["runs"]:
         c = r["config"]
         assert len(r["curve"]) == 2 and r["best_test_accuracy"] == max(r["curve"])
+        assert r["budget"]["epochs"] == 2 and r["budget"]["train_samples"] == 128
+        assert r["budget"]["time_steps"] == (1 if r["mode"] == "reference" else 4)
         sub = "digits" if r["mode"] == "spiking" else "digits/reference"
         assert r["group"] == sub
         assert (out / sub / r["variant"] / f"seed{r['seed']}" / "config.yaml").is_file()
