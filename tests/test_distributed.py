@@ -1,6 +1,5 @@
 """torchrun + DDP (gloo on CPU) equals a single process with the same global batch."""
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path

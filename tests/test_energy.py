@@ -1,6 +1,5 @@
 """SynOps / MACs / energy counts checked against hand counts and brute-force loops."""
 import itertools
-import math
 
 import numpy as np
 import pytest

@@ -1,11 +1,9 @@
 """The neuron core against hand-computed traces and against snntorch's Leaky."""
-import math
 
 import pytest
 import torch
 
-from kd_snn.neurons import CubaLIF, Readout, cuba_multistep, cuba_step, get_surrogate, loihi_decays
-from kd_snn.neurons.functional import CubaState, heaviside
+from kd_snn.neurons import CubaLIF, Readout, cuba_multistep, get_surrogate, loihi_decays
 from kd_snn.neurons.surrogate import surrogate_grad, ATAN, SIGMOID, TRIANGLE
 
 

@@ -6,7 +6,6 @@ Its run directory goes to a temporary folder and its epochs are cut to 1 through
 notebook's own parameters (environment variables) to keep the test short.
 """
 import json
-import os
 import sys
 from pathlib import Path
 

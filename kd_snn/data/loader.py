@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterator, List, Optional
+from typing import Iterator, List
 
 import numpy as np
 import torch
