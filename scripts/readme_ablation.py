@@ -17,6 +17,9 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from readme_results import ResultsError, replace_block  # noqa: E402  (the demo's twin)
+
 BEGIN, END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "benchmarks" / "results" / "ablation_converged.json"
@@ -24,7 +27,7 @@ MODE_TITLE = {"spiking": "fully spiking student (kdsnn default: spiking last blo
               "reference": "reference-mode student (ReLU last block, fc-fc head, T = 1)"}
 
 
-class AblationError(Exception):
+class AblationError(ResultsError):
     """A missing or malformed result file, or a README without the marker pair."""
 
 
@@ -106,14 +109,6 @@ def block(obj: dict, source: str) -> str:
     return "\n".join(lines)
 
 
-def replace_block(text: str, new: str, label: str) -> str:
-    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
-        raise AblationError(f"{label} needs exactly one '{BEGIN}' ... '{END}' pair")
-    head, rest = text.split(BEGIN)
-    _, tail = rest.split(END)
-    return f"{head}{BEGIN}\n{new}{END}{tail}"
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--results", type=Path, default=DEFAULT)
@@ -129,8 +124,8 @@ def main(argv=None) -> int:
         except ValueError:
             source = args.results.name
         readme = args.readme.read_text()
-        new = replace_block(readme, block(obj, source), str(args.readme))
-    except AblationError as exc:
+        new = replace_block(readme, block(obj, source), str(args.readme), BEGIN, END)
+    except ResultsError as exc:
         print(f"readme_ablation: error: {exc}", file=sys.stderr)
         return 2
     tmp = args.readme.with_name(f".{args.readme.name}.tmp")

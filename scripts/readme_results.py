@@ -160,13 +160,14 @@ def results_block(data: dict, run_label: str, machine: str) -> str:
         for part in paragraphs) + "\n"
 
 
-def replace_block(text: str, block: str, readme_label: str) -> str:
+def replace_block(text: str, block: str, readme_label: str, begin: str = BEGIN,
+                  end: str = END) -> str:
     """``text`` with the marked block replaced; exactly one marker pair must be there."""
-    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
-        raise ResultsError(f"{readme_label} needs exactly one '{BEGIN}' ... '{END}' pair")
-    head, rest = text.split(BEGIN)
-    _, tail = rest.split(END)
-    return f"{head}{BEGIN}\n{block}{END}{tail}"
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise ResultsError(f"{readme_label} needs exactly one '{begin}' ... '{end}' pair")
+    head, rest = text.split(begin)
+    _, tail = rest.split(end)
+    return f"{head}{begin}\n{block}{end}{tail}"
 
 
 def _label(path: Path) -> str:
