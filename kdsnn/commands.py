@@ -338,15 +338,23 @@ def add_ablate_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _check_same_teacher(out: Path, teacher: dict) -> None:
-    """Finished students are reused on a rerun: they must come from the same teacher."""
+def _check_same_teacher(out: Path, teacher) -> None:
+    """Finished students are reused on a rerun: they must come from the same teacher
+    (``teacher``: --teacher's description, or None for one teacher per seed)."""
     old = out / "ablation.json"
     if not old.is_file():
         return
-    before = (kio.read_json_object(old, "ablation record").get("teacher") or {}).get("sha256")
-    if before is not None and before != teacher["sha256"]:
-        raise KdsnnError(f"'{out}' holds students of another teacher (sha256 {before[:12]}..., "
-                         f"--teacher is {teacher['sha256'][:12]}...): use another OUT directory")
+    record = kio.read_json_object(old, "ablation record")
+    if not any(r.get("variant") != "teacher" and r.get("status") == "done"
+               for r in record.get("runs", []) if isinstance(r, dict)):
+        return
+    before = (record.get("teacher") or {}).get("sha256")
+    now = None if teacher is None else teacher["sha256"]
+    if before != now:
+        def name(sha):
+            return "one teacher per seed" if sha is None else f"teacher sha256 {sha[:12]}..."
+        raise KdsnnError(f"'{out}' holds students of another teacher ({name(before)}; this "
+                         f"command: {name(now)}): use another OUT directory")
 
 
 def ablate_command(args) -> int:
@@ -364,7 +372,7 @@ def ablate_command(args) -> int:
     teacher_path = teacher = None
     if args.teacher is not None:
         teacher_path, teacher = teacher_info(args.teacher)
-        _check_same_teacher(out, teacher)
+    _check_same_teacher(out, teacher)
     tasks = plan(out, datasets, seeds, variants, args.config, args.overrides, modes,
                  external_teacher=teacher_path)
     for task in tasks:

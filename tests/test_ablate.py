@@ -166,6 +166,11 @@ def test_modes_and_shared_teacher(grid, tmp_path, capsys):
     assert cli_main(["ablate", *[str(other) if a == str(teacher) else a for a in args]]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("kdsnn: error:") and "another teacher" in err and "\n" not in err
+    # ... nor with students of per-seed teachers (and the other way round)
+    assert cli_main(["ablate", *[a for a in args if a not in ("--teacher", str(teacher))]]) == 2
+    assert "one teacher per seed" in capsys.readouterr().err
+    assert cli_main(["ablate", str(grid), *ARGS, "--teacher", str(teacher)]) == 2
+    assert "one teacher per seed" in capsys.readouterr().err
 
 
 def test_compare_two_standard_errors():
