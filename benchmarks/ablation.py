@@ -18,7 +18,7 @@ teacher, ``kdsnn teacher --config ablation_fmnist_teacher runs/fmnist_teacher`` 
 training split, 20 epochs; skipped when it exists, resumed when interrupted), then
 ``kdsnn ablate runs/ablation_converged --config ablation_fmnist_converged --teacher
 runs/fmnist_teacher --modes spiking reference`` over 6 variants x 3 seeds; ``--save``
-writes benchmarks/results/ablation_converged.{md,json}.
+writes benchmarks/results/ablation_converged.{md,json,png}.
 """
 from __future__ import annotations
 
@@ -67,9 +67,9 @@ def main() -> int:
     if (out / "ablation.md").is_file():
         print((out / "ablation.md").read_text())
     if args.save and (out / "ablation.json").is_file():  # partial results are kept too
-        for ext in ("md", "json"):
+        for ext in ("md", "json", "png"):
             shutil.copyfile(out / f"ablation.{ext}", HERE / "results" / f"{name}.{ext}")
-        print(f"saved: {HERE / 'results'}/{name}.{{md,json}}")
+        print(f"saved: {HERE / 'results'}/{name}.{{md,json,png}}")
     return rc
 
 

@@ -43,7 +43,7 @@ from typing import Optional
 
 from . import config as C
 from .errors import KdsnnError
-from .io import write_json, write_text
+from .io import write_bytes, write_json, write_text
 from .rundir import RunDir
 
 FORMAT = 1
@@ -515,6 +515,7 @@ class Runner:
                "datasets_detail": per_group, "runs": runs}
         write_json(self.out / "ablation.json", obj)
         write_text(self.out / "ablation.md", markdown(obj))
+        write_bytes(self.out / "ablation.png", plot(obj))
 
     def curves(self, group: str) -> dict:
         """Mean test accuracy after every epoch, per variant, over the finished seeds."""
@@ -707,6 +708,52 @@ def markdown(obj: dict) -> str:
             lines += [""] + [f"- {n}" for n in notes]
         lines.append("")
     return "\n".join(lines)
+
+
+def plot(obj: dict) -> bytes:
+    """PNG: per group, accuracy per variant (mean ± std, every seed a dot, no-KD dashed)
+    beside the mean learning curves."""
+    import io
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+    groups = list(obj["datasets_detail"].items())
+    fig = Figure(figsize=(11, 3.6 * max(1, len(groups))), dpi=100)
+    for row, (g, det) in enumerate(groups):
+        summary = {v: s for v, s in det["summary"].items() if v != "teacher" and s["n"]}
+        ax = fig.add_subplot(len(groups), 2, 2 * row + 1)
+        names = [v for v in VARIANTS if v in summary]
+        for i, v in enumerate(names):
+            s = summary[v]
+            colour = "tab:green" if s.get("exceeds_2se") and s["delta"] > 0 else \
+                "tab:red" if s.get("exceeds_2se") else "tab:gray" if v != "none" else "tab:blue"
+            ax.bar(i, 100 * s["mean"], yerr=100 * (s["std"] or 0), color=colour, alpha=0.6,
+                   capsize=3)
+            ax.plot([i] * len(s["values"]), [100 * x for x in s["values"]], "k.", ms=4)
+        if "none" in summary:
+            ax.axhline(100 * summary["none"]["mean"], color="tab:blue", ls="--", lw=1)
+        vals = [100 * x for s in summary.values() for x in s["values"]]
+        if vals:
+            span = max(vals) - min(vals)
+            ax.set_ylim(min(vals) - max(1.0, span), max(vals) + max(1.0, 0.5 * span))
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=20, fontsize=8)
+        ax.set_ylabel("test accuracy %")
+        ax.set_title(f"{g}: final test accuracy (green/red: |Δ| > 2 SE)", fontsize=9)
+        ax = fig.add_subplot(len(groups), 2, 2 * row + 2)
+        curves = {v: c for v, c in det.get("curves", {}).items() if v != "teacher"}
+        for v, curve in curves.items():
+            ax.plot(range(1, len(curve) + 1), [100 * a for a in curve], label=v,
+                    lw=2 if v in ("none", "samd_nld") else 1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test accuracy %")
+        ax.set_title(f"{g}: mean learning curves", fontsize=9)
+        if curves:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()
 
 
 def _worker(argv: list[str]) -> int:

@@ -157,6 +157,7 @@ def test_modes_and_shared_teacher(grid, tmp_path, capsys):
         assert s["samd_nld"]["delta"] == pytest.approx(s["samd_nld"]["mean"] - s["none"]["mean"])
         assert "se_delta" in s["samd_nld"] and isinstance(s["samd_nld"]["exceeds_2se"], bool)
         assert len(obj["datasets_detail"][g]["curves"]["none"]) == 2
+    assert (out / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "ablation.md").read_text()
     assert "## digits/reference" in md and "2 SE" in md and "learning curve" in md
     assert "one shared teacher" in md
