@@ -96,7 +96,8 @@ class Task:
     teacher: Optional["Task"] = None
     mode: str = "spiking"
     external_teacher: Optional[Path] = None  # --teacher: one trained teacher for all
-    status: str = "pending"  # pending, running, done, failed, blocked
+    status: str = "pending"  # pending, running, done, failed, blocked; conditional ->
+    #                          pending or not_needed (an extra seed, see Runner._decide)
     resumed: bool = False
     result: dict = field(default_factory=dict)
     error: Optional[str] = None
@@ -355,15 +356,48 @@ class Runner:
     """Runs the plan, ``jobs`` at a time, and rewrites the result files after each run."""
 
     def __init__(self, out: Path, tasks: list[Task], jobs: int, meta: dict,
-                 echo=print):
+                 echo=print, extra_if_std: Optional[float] = None):
         self.out, self.tasks, self.jobs, self.meta, self.echo = out, tasks, jobs, meta, echo
+        self.extra_if_std = extra_if_std
         self.threads = max(1, _cores() // jobs)
         self.t0 = time.time()
         self.ran = 0
 
     # scheduling ------------------------------------------------------------------------
+    def base_spread(self, group: str) -> Optional[float]:
+        """The largest std (pp) over the group's variants on its base seeds, once every
+        base student of the group has finished (None before)."""
+        base = [t for t in self.tasks if t.group == group and t.variant != "teacher"
+                and t.seed in self.meta["seeds"]]
+        if any(t.status in ("pending", "running") for t in base):
+            return None
+        spreads = []
+        for v in {t.variant for t in base}:
+            s = stats([t.result["test_accuracy"] for t in base
+                       if t.variant == v and t.status == "done"])
+            spreads.append(100 * s["std"] if s["std"] is not None else 0.0)
+        return max(spreads, default=0.0)
+
+    def _needs_more(self, group: str) -> Optional[bool]:
+        spread = self.base_spread(group)
+        return None if spread is None else spread > self.extra_if_std
+
+    def _decide(self, task: Task) -> None:
+        """An extra seed runs only for a group whose base seeds spread more than
+        ``extra_if_std`` points (its teacher when any group of its data needs it)."""
+        groups = [task.group] if task.variant != "teacher" else \
+            list(dict.fromkeys(t.group for t in self.tasks
+                               if t.data == task.data and t.variant != "teacher"))
+        verdicts = [self._needs_more(g) for g in groups]
+        if any(v is True for v in verdicts):
+            task.status = "pending"
+        elif verdicts and all(v is False for v in verdicts):
+            task.status = "not_needed"
+
     def _ready(self) -> Optional[Task]:
         for task in self.tasks:
+            if task.status == "conditional":
+                self._decide(task)
             if task.status != "pending":
                 continue
             if task.teacher is None or task.teacher.status == "done":
@@ -469,8 +503,9 @@ class Runner:
         return {g: self.summary(g) for g in self.groups()}
 
     def progress_line(self, task: Task, wall: float) -> str:
-        done = sum(t.status == "done" for t in self.tasks)
-        head = f"[{done}/{len(self.tasks)}] {task.key}"
+        planned = [t for t in self.tasks if t.status != "not_needed"]
+        done = sum(t.status == "done" for t in planned)
+        head = f"[{done}/{len(planned)}] {task.key}"
         if task.status == "done":
             head += (f": {100 * task.result['test_accuracy']:.2f}% in {wall:.0f} s"
                      + (" (resumed)" if task.resumed else ""))
@@ -505,11 +540,18 @@ class Runner:
                             "width": cfg.student.width, "time_steps": cfg.data.time_steps,
                             "encoding": cfg.data.encoding, "summary": self.summary(g),
                             "curves": self.curves(g)}
+            if self.meta.get("extra_seeds"):
+                spread = self.base_spread(g)
+                per_group[g]["extra_seeds"] = {
+                    "base_spread_pp": None if spread is None else round(spread, 3),
+                    "threshold_pp": self.extra_if_std,
+                    "ran": None if spread is None else spread > self.extra_if_std}
+        planned = [t for t in self.tasks if t.status != "not_needed"]
         obj = {"format": FORMAT, **self.meta, "variants_described": {
                    v: VARIANTS[v][0] for v in self.meta["variants"]},
-               "complete": all(t.status == "done" for t in self.tasks),
-               "finished_runs": sum(t.status == "done" for t in self.tasks),
-               "total_runs": len(self.tasks),
+               "complete": all(t.status == "done" for t in planned),
+               "finished_runs": sum(t.status == "done" for t in planned),
+               "total_runs": len(planned),
                "elapsed_seconds_this_invocation": round(time.time() - self.t0, 1),
                "jobs": self.jobs, "threads_per_job": self.threads,
                "datasets_detail": per_group, "runs": runs}
@@ -646,7 +688,10 @@ def markdown(obj: dict) -> str:
              f"Command: `{obj['command']}`  ",
              f"Runs finished: {obj['finished_runs']}/{obj['total_runs']}"
              + ("" if obj["complete"] else " (in progress or incomplete)")
-             + f"; seeds {' '.join(map(str, obj['seeds']))}; {obj['jobs']} job(s) x "
+             + f"; seeds {' '.join(map(str, obj['seeds']))}"
+             + (f" (+ {' '.join(map(str, obj['extra_seeds']))} for a student mode whose base "
+                f"seeds spread more than {obj['extra_if_std']:g} pp)"
+                if obj.get("extra_seeds") else "") + f"; {obj['jobs']} job(s) x "
              f"{obj['threads_per_job']} thread(s).  ",
              "Metric: top-1 accuracy on the full test split after the last epoch (best "
              "epoch beside it); mean ± sample std over seeds (n runs); Δ = difference of "
@@ -671,6 +716,12 @@ def markdown(obj: dict) -> str:
         if det.get("mode", "spiking") != "spiking":
             sets = ", ".join(f"{k}={v}" for k, v in det.get("mode_sets", {}).items())
             lines.append(f"- student mode `{det['mode']}`: {det['mode_described']} ({sets})")
+        extra = det.get("extra_seeds")
+        if extra and extra["ran"] is not None:
+            lines.append(f"- largest std over the variants on the base seeds: "
+                         f"{extra['base_spread_pp']:.2f} pp, so the extra seeds "
+                         + ("ran" if extra["ran"] else "were not needed")
+                         + f" (threshold {extra['threshold_pp']:g} pp)")
         lines += [f"- budget (identical for every student variant): "
                   f"{_budget_text(det['budget'])}", "",
                   "| variant | objective | test acc. % (mean ± std) | n | best epoch % "

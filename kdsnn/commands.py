@@ -333,6 +333,11 @@ def add_ablate_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--teacher", metavar="RUN_OR_CHECKPOINT",
                    help="one trained ANN teacher for every student (instead of one teacher "
                         "per seed trained at the students' budget)")
+    p.add_argument("--extra-seeds", nargs="+", type=int, default=[], metavar="S",
+                   help="more seeds, run for a student mode only where some variant's std "
+                        "over --seeds exceeds --extra-if-std points")
+    p.add_argument("--extra-if-std", type=float, default=1.0, metavar="PP",
+                   help="threshold for --extra-seeds, in accuracy points (default 1.0)")
     p.add_argument("--jobs", type=int, default=1,
                    help="runs in parallel (worker processes, cores // jobs threads each)")
     return p
@@ -364,6 +369,11 @@ def ablate_command(args) -> int:
     _check_overrides(args.overrides)
     datasets = _datasets(args.data)
     seeds = _seeds(args.seeds)
+    extra = list(args.extra_seeds)
+    if extra:
+        _seeds(seeds + extra)  # one check: >= 0, no duplicates across both lists
+        if not args.extra_if_std >= 0:
+            raise KdsnnError(f"--extra-if-std must be >= 0, got {args.extra_if_std}")
     variants = _variants(args.variants, external_teacher=args.teacher is not None)
     modes = _modes(args.modes)
     out = Path(args.out)
@@ -373,9 +383,11 @@ def ablate_command(args) -> int:
     if args.teacher is not None:
         teacher_path, teacher = teacher_info(args.teacher)
     _check_same_teacher(out, teacher)
-    tasks = plan(out, datasets, seeds, variants, args.config, args.overrides, modes,
+    tasks = plan(out, datasets, seeds + extra, variants, args.config, args.overrides, modes,
                  external_teacher=teacher_path)
     for task in tasks:
+        if task.seed in extra:
+            task.status = "conditional"
         _check_existing(task)
     cmd = ["kdsnn", "ablate", str(out), "--data", *args.data, "--seeds", *map(str, seeds)]
     if args.variants:
@@ -384,6 +396,8 @@ def ablate_command(args) -> int:
         cmd += ["--modes", *modes]
     if args.teacher:
         cmd += ["--teacher", args.teacher]
+    if extra:
+        cmd += ["--extra-seeds", *map(str, extra), "--extra-if-std", f"{args.extra_if_std:g}"]
     if args.config:
         cmd += ["--config", args.config]
     for o in args.overrides:
@@ -392,15 +406,19 @@ def ablate_command(args) -> int:
         cmd += ["--jobs", str(args.jobs)]
     meta = {"command": shlex.join(cmd), "datasets": datasets, "seeds": seeds,
             "variants": variants, "modes": modes, "overrides": list(args.overrides),
-            "config": args.config, "teacher": teacher}
+            "config": args.config, "teacher": teacher, "extra_seeds": extra,
+            "extra_if_std": args.extra_if_std if extra else None}
     skipped = sum(t.status == "done" for t in tasks)
-    print(f"ablation: {len(tasks)} runs ({skipped} already finished) in '{out}', "
-          f"{args.jobs} job(s)", flush=True)
-    runner = Runner(out, tasks, args.jobs, meta, echo=lambda s: print(s, flush=True))
+    maybe = sum(t.status == "conditional" for t in tasks)
+    print(f"ablation: {len(tasks) - maybe} runs ({skipped} already finished)"
+          + (f" + up to {maybe} for --extra-seeds" if maybe else "")
+          + f" in '{out}', {args.jobs} job(s)", flush=True)
+    runner = Runner(out, tasks, args.jobs, meta, echo=lambda s: print(s, flush=True),
+                    extra_if_std=args.extra_if_std)
     with RunDir(out).lock():  # one ablation per output directory
         runner.run()
     print(f"tables: {out / 'ablation.md'}  ({time.time() - runner.t0:.0f} s)", flush=True)
-    bad = [t for t in tasks if t.status != "done"]
+    bad = [t for t in tasks if t.status not in ("done", "not_needed")]
     if bad:
         raise KdsnnError(f"{len(bad)} run(s) did not finish, first: {bad[0].key} "
                          f"({bad[0].error})")

@@ -193,3 +193,25 @@ def test_bad_mode_or_teacher_one_line(tmp_path, capsys, bad, words):
     err = capsys.readouterr().err.strip()
     assert err.startswith("kdsnn: error:") and words in err and "\n" not in err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("threshold", ["0", "1000"])
+def test_extra_seeds_run_only_where_the_spread_asks(grid, tmp_path, capsys, threshold):
+    out = tmp_path / f"extra{threshold}"
+    teacher = grid / "digits" / "teacher" / "seed0"
+    assert cli_main(["ablate", str(out), "--data", "digits", "--seeds", "0", "1",
+                     "--extra-seeds", "2", "--extra-if-std", threshold, "--variants", "none",
+                     "samd_nld", "--teacher", str(teacher), *TINY]) == 0
+    obj = json.loads((out / "ablation.json").read_text())
+    extra = obj["datasets_detail"]["digits"]["extra_seeds"]
+    spread = max(100 * ablate.stats([r["test_accuracy"] for r in obj["runs"]
+                                     if r["variant"] == v and r["seed"] in (0, 1)])["std"]
+                 for v in ("none", "samd_nld"))
+    assert extra["base_spread_pp"] == pytest.approx(spread, abs=1e-3)
+    assert extra["ran"] == (spread > float(threshold))
+    seeds = sorted({r["seed"] for r in obj["runs"]})
+    assert seeds == ([0, 1, 2] if extra["ran"] else [0, 1])
+    assert obj["complete"] and obj["total_runs"] == len(obj["runs"]) == 2 * len(seeds)
+    assert obj["datasets_detail"]["digits"]["summary"]["none"]["n"] == len(seeds)
+    assert "extra seeds " + ("ran" if extra["ran"] else "were not needed") in \
+        (out / "ablation.md").read_text()
