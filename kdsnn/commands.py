@@ -312,9 +312,9 @@ def configs_command(args) -> int:
 def add_ablate_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "ablate", help="the paper's ablations: every variant x seed at one fixed budget",
-        description="Train one teacher per seed and one student per distillation variant "
-        "(same budget), write OUT/ablation.json and OUT/ablation.md as runs finish. "
-        "Rerun to resume.")
+        description="Train one teacher per seed (or take --teacher) and one student per "
+        "distillation variant and student mode (same budget), write OUT/ablation.json, "
+        "OUT/ablation.md and OUT/ablation.png as runs finish. Rerun to resume.")
     p.add_argument("out", help="output directory (one run directory per variant and seed)")
     p.add_argument("--data", nargs="+", default=["both"], metavar="NAME",
                    help="fashion_mnist, fashion_mnist_events or both (default); any "
@@ -322,7 +322,8 @@ def add_ablate_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS), metavar="S",
                    help="seeds (default 0 1 2)")
     p.add_argument("--variants", nargs="+", metavar="V",
-                   help=f"subset of {', '.join(VARIANTS)} (default all; teacher always runs)")
+                   help=f"subset of {', '.join(VARIANTS)} (default all; the teacher runs unless "
+                        "--teacher brings one)")
     p.add_argument("--config", help="base config for every data set (default: "
                                     f"{BASE_STATIC} / {BASE_EVENT} by data kind)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
