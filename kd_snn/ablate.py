@@ -28,6 +28,7 @@ each with ``max(1, cores // N)`` torch threads; students wait for their teacher.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -154,10 +155,11 @@ def _variants(names: Optional[list[str]], external_teacher: bool = False) -> lis
             raise KdsnnError(f"--variants: unknown variant {n!r} (choose from "
                              f"{', '.join(VARIANTS)})")
     if external_teacher:
-        if names == ["teacher"]:
+        students = [v for v in VARIANTS if v in names and v != "teacher"]
+        if not students:
             raise KdsnnError("--teacher gives the students a trained teacher: name at least "
                              "one student variant")
-        return [v for v in VARIANTS if v in names and v != "teacher"]
+        return students
     wanted = set(names) | {"teacher"}  # students need their teacher
     return [v for v in VARIANTS if v in wanted]
 
@@ -173,6 +175,19 @@ def _modes(names: Optional[list[str]]) -> list[str]:
     return names
 
 
+def check_teacher_fits(info: dict, datasets: list[str]) -> None:
+    """--teacher must have been trained for every data set's classes and channels."""
+    from .data import dataset_spec
+    for data in datasets:
+        spec = dataset_spec(data)
+        if (info.get("num_classes"), info.get("in_channels")) != \
+                (spec.num_classes, spec.in_channels):
+            raise KdsnnError(f"--teacher '{info['path']}' was trained for "
+                             f"{info.get('num_classes')} classes / {info.get('in_channels')} "
+                             f"channels ({info.get('data')}); data set '{data}' has "
+                             f"{spec.num_classes} / {spec.in_channels}")
+
+
 def teacher_info(path) -> tuple[Path, dict]:
     """Check a ``--teacher`` checkpoint (an ANN) and describe it for the result files."""
     from .io import sha256_file
@@ -185,6 +200,8 @@ def teacher_info(path) -> tuple[Path, dict]:
     info = {"path": str(path), "sha256": sha256_file(model_path),
             "model": meta.get("model", {}).get("name"),
             "width": meta.get("model", {}).get("width"),
+            "num_classes": meta.get("model", {}).get("num_classes"),
+            "in_channels": meta.get("model", {}).get("in_channels"),
             "data": meta.get("data"), "train_samples": limit if limit is not None else "all",
             "epochs": metrics.get("epochs"), "test_accuracy": metrics.get("test_accuracy"),
             "best_test_accuracy": metrics.get("best_test_accuracy"),
@@ -243,11 +260,14 @@ def plan(out: Path, datasets: list[str], seeds: list[int], variants: list[str],
                 mode_raw = C.apply_overrides(raw, _sets(MODES[mode][1]))
                 for variant in variants:
                     if variant == "teacher" and teacher is not None:
-                        continue  # one teacher per seed, in the first mode's layout
-                    name = "-".join(["ablation", data] + ([mode] if mode != "spiking" else [])
-                                    + [variant, f"seed{seed}"])
+                        continue  # one teacher per seed, whatever the modes
+                    name = "-".join(["ablation", data]
+                                    + ([mode] if mode != "spiking" and variant != "teacher"
+                                       else []) + [variant, f"seed{seed}"])
                     sets = {"seed": seed, "name": name, **VARIANTS[variant][1]}
-                    cfg = C.from_dict(C.apply_overrides(mode_raw, _sets(sets)))
+                    # the teacher is the ANN of the base config: no mode touches it
+                    cfg = C.from_dict(C.apply_overrides(
+                        raw if variant == "teacher" else mode_raw, _sets(sets)))
                     where = out / data if mode == "spiking" or variant == "teacher" \
                         else out / data / mode
                     task = Task(data, variant, seed, where / variant / f"seed{seed}", cfg,
@@ -270,6 +290,10 @@ def _check_existing(task: Task) -> None:
         if old != task.cfg.to_dict():
             raise KdsnnError(f"'{run.path}' holds a run with a different config (other budget "
                              f"or --set?): use another OUT directory or delete it")
+    recorded = _run_record(task).get("teacher")
+    if recorded is not None and recorded != _teacher_key(task):
+        raise KdsnnError(f"'{run.path}' holds a student of another teacher ({recorded}): use "
+                         f"another OUT directory or delete it")
     metrics = run.read_metrics().get(task.stage, {})
     if run.has_model(task.stage) and metrics.get("test_accuracy") is not None:
         task.status = "done"
@@ -335,8 +359,8 @@ def train_one(run_path, stage: str, teacher_path=None, threads: Optional[int] = 
 def _record(task: Task, wall: float, cpu: float) -> None:
     """Accumulate the run's wall and CPU seconds (over resumes) in RUN/ablate_run.json."""
     path = task.path / "ablate_run.json"
-    old = json.loads(path.read_text()) if path.is_file() else {}
-    write_json(path, {"wall_seconds": round(old.get("wall_seconds", 0.0) + wall, 2),
+    old = _run_record(task)
+    write_json(path, {**old, "wall_seconds": round(old.get("wall_seconds", 0.0) + wall, 2),
                       "cpu_seconds": round(old.get("cpu_seconds", 0.0) + cpu, 2),
                       "resumed": bool(old.get("resumed") or task.resumed)})
 
@@ -346,10 +370,33 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str) -> str:
+    from .io import sha256_file
+    return sha256_file(path)
+
+
+def _teacher_key(task: Task) -> Optional[str]:
+    """What a student distils from: --teacher's file hash, or its seed's teacher run."""
+    if task.stage != "student":
+        return None
+    if task.external_teacher is not None:
+        return "sha256:" + _file_sha256(str(task.external_teacher))
+    return "per-seed:" + str(task.teacher.path) if task.teacher is not None else None
+
+
+def _run_record(task: Task) -> dict:
+    path = task.path / "ablate_run.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def _prepare(task: Task) -> None:
     task.run.path.mkdir(parents=True, exist_ok=True)
     task.run.save_config(task.cfg)
     task.resumed = task.run.state_path(task.stage).is_file()
+    if task.stage == "student":
+        write_json(task.path / "ablate_run.json",
+                   {**_run_record(task), "teacher": _teacher_key(task)})
 
 
 class Runner:
@@ -379,6 +426,8 @@ class Runner:
         return max(spreads, default=0.0)
 
     def _needs_more(self, group: str) -> Optional[bool]:
+        if self.extra_if_std is None or not self.meta.get("extra_seeds"):
+            return None
         spread = self.base_spread(group)
         return None if spread is None else spread > self.extra_if_std
 
@@ -391,7 +440,7 @@ class Runner:
         verdicts = [self._needs_more(g) for g in groups]
         if any(v is True for v in verdicts):
             task.status = "pending"
-        elif verdicts and all(v is False for v in verdicts):
+        elif all(v is False for v in verdicts):  # also: no student group to serve
             task.status = "not_needed"
 
     def _ready(self) -> Optional[Task]:
@@ -484,7 +533,10 @@ class Runner:
         if variant == "teacher":
             data = group.split("/")[0]
             return [t for t in self.tasks if t.variant == "teacher" and t.data == data]
-        return [t for t in self.tasks if t.group == group and t.variant == variant]
+        members = [t for t in self.tasks if t.group == group and t.variant == variant]
+        if self._needs_more(group) is False:  # extra seeds finished earlier do not count
+            members = [t for t in members if t.seed in self.meta["seeds"]]
+        return members
 
     def summary(self, group: str) -> dict:
         out = {}
@@ -497,7 +549,13 @@ class Runner:
         return compare(out)
 
     def groups(self) -> list[str]:
-        return list(dict.fromkeys(t.group for t in self.tasks))
+        """One table per data set and student mode; a data set with only its teachers
+        (``--variants teacher``) gets its own."""
+        out = list(dict.fromkeys(t.group for t in self.tasks if t.variant != "teacher"))
+        for t in self.tasks:
+            if t.variant == "teacher" and not any(g.split("/")[0] == t.data for g in out):
+                out.append(t.group)
+        return out
 
     def summary_all(self) -> dict:
         return {g: self.summary(g) for g in self.groups()}
@@ -696,7 +754,9 @@ def markdown(obj: dict) -> str:
              "Metric: top-1 accuracy on the full test split after the last epoch (best "
              "epoch beside it); mean ± sample std over seeds (n runs); Δ = difference of "
              "means to `none`; 2 SE = twice the standard error of that difference "
-             "(sqrt(s²/n + s₀²/n₀)); `yes` where |Δ| exceeds it.  ",
+             "(sqrt(s²/n + s₀²/n₀)); `yes` where |Δ| exceeds it — a screening rule, not a "
+             "test: with 3–5 seeds it is weaker than p < 0.05 and not corrected for the "
+             "several variants compared.  ",
              f"Compute: {sum(r.get('cpu_seconds') or 0 for r in obj['runs']):.0f} CPU s over "
              f"all runs; the last invocation took {obj['elapsed_seconds_this_invocation']:.0f} "
              f"s wall.", ""]

@@ -21,7 +21,7 @@ from pathlib import Path
 from kd_snn import io as kio
 from kd_snn.ablate import (BASE_EVENT, BASE_STATIC, DEFAULT_SEEDS, MODES, VARIANTS, Runner,
                            _check_existing, _check_overrides, _datasets, _modes, _seeds,
-                           _variants, plan, teacher_info)
+                           _variants, check_teacher_fits, plan, teacher_info)
 from kd_snn.errors import KdsnnError
 from kd_snn.rundir import RunDir
 
@@ -372,7 +372,12 @@ def ablate_command(args) -> int:
     seeds = _seeds(args.seeds)
     extra = list(args.extra_seeds)
     if extra:
-        _seeds(seeds + extra)  # one check: >= 0, no duplicates across both lists
+        if len(seeds) < 2:
+            raise KdsnnError("--extra-seeds needs at least 2 --seeds (their spread decides)")
+        if set(extra) & set(seeds):
+            raise KdsnnError(f"--extra-seeds {sorted(set(extra) & set(seeds))} already in "
+                             f"--seeds")
+        _seeds(extra)
         if not args.extra_if_std >= 0:
             raise KdsnnError(f"--extra-if-std must be >= 0, got {args.extra_if_std}")
     variants = _variants(args.variants, external_teacher=args.teacher is not None)
@@ -383,6 +388,7 @@ def ablate_command(args) -> int:
     teacher_path = teacher = None
     if args.teacher is not None:
         teacher_path, teacher = teacher_info(args.teacher)
+        check_teacher_fits(teacher, datasets)
     _check_same_teacher(out, teacher)
     tasks = plan(out, datasets, seeds + extra, variants, args.config, args.overrides, modes,
                  external_teacher=teacher_path)

@@ -26,8 +26,8 @@ DEFAULT = ROOT / "benchmarks" / "results" / "ablation_converged.json"
 #: table order (the ablation's own); JSON objects come back with sorted keys
 ORDER = ("teacher", "none", "logit_kd", "nld", "samd", "samd_nld", "samd_nld_zscore",
          "samd_nld_l2", "camcam")
-MODE_TITLE = {"spiking": "fully spiking student (kdsnn default: spiking last block, T = 4)",
-              "reference": "reference-mode student (ReLU last block, fc-fc head, T = 1)"}
+MODE_TITLE = {"spiking": "fully spiking student (kdsnn default: spiking last block)",
+              "reference": "reference-mode student (ReLU last block, fc-fc head)"}
 
 
 class AblationError(ResultsError):
@@ -76,14 +76,19 @@ def block(obj: dict, source: str) -> str:
                  + ("" if obj["complete"] else ", incomplete") + f"; seeds "
                  f"{' '.join(map(str, obj['seeds']))}"
                  + (f", + {' '.join(map(str, extra_seeds))} where the spread asked"
-                    if extra_seeds else "") + f"; {obj['jobs']} jobs x "
-                 f"{obj['threads_per_job']} thread on the 2-core CPU machine). Accuracies are "
+                    if extra_seeds else "") + f"; {obj['jobs']} job(s) x "
+                 f"{obj['threads_per_job']} thread(s) on the CPU). Accuracies are "
                  "this machine's: another CPU kind or thread count rounds differently, which "
                  "over 20 epochs moves single runs by about the seed spread; times depend on "
-                 "the machine.", ""]
+                 "the machine. `|Δ| > 2 SE` is a screening rule, not a significance test: with "
+                 "3–5 seeds it is weaker than p < 0.05, and it is not corrected for the several "
+                 "variants compared.", ""]
         if teacher:
+            n = teacher.get("train_samples", "all")
             lines += [f"Teacher (shared by every student): `{teacher['model']}` width "
-                      f"{teacher['width']} ANN, full 60 k training split, {teacher['epochs']} "
+                      f"{teacher['width']} ANN, "
+                      + ("the full training split" if n == "all" else f"{n} training images")
+                      + f", {teacher['epochs']} "
                       f"epochs, test accuracy {_pct(teacher['test_accuracy'])} % "
                       f"(curve by epoch: {_curve(teacher.get('curve', []))}).", ""]
         for name, det in groups.items():
@@ -98,10 +103,11 @@ def block(obj: dict, source: str) -> str:
                                f"{extra['base_spread_pp']:.2f} pp, "
                                + ("> " if extra["ran"] else "<= ")
                                + f"{extra['threshold_pp']:g} pp)")
-            lines += [f"**{MODE_TITLE.get(det.get('mode', 'spiking'), name)}** — "
+            lines += [f"**{MODE_TITLE.get(det.get('mode', 'spiking'), name)}, T = "
+                      f"{det['time_steps']}** (`{name}`) — "
                       f"first {b['train_samples']} training images, {b['student']['epochs']} "
                       f"epochs, batch {b['batch_size']}, {b['student']['optimizer']} lr "
-                      f"{b['student']['lr']:g}, {b['student']['scheduler']}; full 10 k test "
+                      f"{b['student']['lr']:g}, {b['student']['scheduler']}; the full test "
                       f"split; {seeds_text}", "",
                       "| variant | test acc. % (mean ± std) | n | best epoch % | Δ vs none (pp) "
                       "| 2 SE (pp) | \\|Δ\\| > 2 SE |", "|---|---|---|---|---|---|---|"]
@@ -142,7 +148,10 @@ def main(argv=None) -> int:
             source = str(args.results.resolve().relative_to(ROOT))
         except ValueError:
             source = args.results.name
-        readme = args.readme.read_text()
+        try:
+            readme = args.readme.read_text()
+        except OSError as exc:
+            raise AblationError(f"cannot read {args.readme}: {exc}") from None
         new = replace_block(readme, block(obj, source), str(args.readme), BEGIN, END)
     except ResultsError as exc:
         print(f"readme_ablation: error: {exc}", file=sys.stderr)

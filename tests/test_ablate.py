@@ -215,3 +215,36 @@ def test_extra_seeds_run_only_where_the_spread_asks(grid, tmp_path, capsys, thre
     assert obj["datasets_detail"]["digits"]["summary"]["none"]["n"] == len(seeds)
     assert "extra seeds " + ("ran" if extra["ran"] else "were not needed") in \
         (out / "ablation.md").read_text()
+
+
+def test_teacher_ignores_the_student_modes(tmp_path):
+    """A seed's teacher is the base config's ANN, whatever --modes lists first."""
+    tasks = ablate.plan(tmp_path, ["digits"], [0], ["teacher", "none"], None,
+                        TINY[1::2], ["reference", "spiking"])
+    teacher = [t for t in tasks if t.variant == "teacher"]
+    assert len(teacher) == 1 and teacher[0].cfg.data.time_steps == 4
+    assert teacher[0].cfg.loss.teacher_mode == "eval" and teacher[0].mode == "spiking"
+    ref = next(t for t in tasks if t.mode == "reference")
+    assert ref.cfg.data.time_steps == 1 and ref.teacher is teacher[0]
+
+
+@pytest.mark.parametrize("bad, words", [
+    (["--seeds", "0", "--extra-seeds", "1"], "at least 2"),
+    (["--seeds", "0", "1", "--extra-seeds", "1"], "already in"),
+    (["--variants", "teacher", "teacher", "--teacher", "T"], "at least one student"),
+])
+def test_bad_extra_seeds_one_line(grid, tmp_path, capsys, bad, words):
+    bad = [str(grid / "digits" / "teacher" / "seed0") if a == "T" else a for a in bad]
+    assert cli_main(["ablate", str(tmp_path / "x"), "--data", "digits", *bad]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("kdsnn: error:") and words in err and "\n" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_teacher_of_another_data_set_is_refused(grid, tmp_path, capsys):
+    teacher = grid / "digits" / "teacher" / "seed0"  # 10 classes, 1 channel
+    assert cli_main(["ablate", str(tmp_path / "x"), "--data", "fashion_mnist_events",
+                     "--teacher", str(teacher), "--variants", "none"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("kdsnn: error:") and "channels" in err and "\n" not in err
+    assert not (tmp_path / "x").exists()

@@ -21,13 +21,14 @@ def result_file(path: Path) -> Path:
                               "nld": ablate.stats([0.80, 0.82, 0.81])})
     for s in summary.values():
         s["best"] = ablate.stats(s["values"])
-    detail = {"mode": "spiking", "summary": summary, "curves": {"none": [0.7, 0.8, 0.81]},
+    detail = {"mode": "spiking", "time_steps": 4, "summary": summary, "curves": {"none": [0.7, 0.8, 0.81]},
               "budget": {"train_samples": 5000, "batch_size": 32,
                          "student": {"epochs": 3, "optimizer": "adamw", "lr": 0.01,
                                      "scheduler": "cosine"}}}
     obj = {"finished_runs": 9, "total_runs": 9, "complete": True, "seeds": [0, 1, 2],
            "jobs": 2, "threads_per_job": 1,
            "teacher": {"model": "cnn", "width": 1, "epochs": 20, "test_accuracy": 0.91,
+                       "train_samples": "all",
                        "curve": [0.85, 0.91]},
            "datasets_detail": {"fashion_mnist": detail}}
     path.write_text(json.dumps(obj))
@@ -51,7 +52,7 @@ def test_block_is_rewritten_from_the_file(tmp_path):
     nld = next(ln for ln in text.splitlines() if ln.startswith("| nld |"))
     assert "| no |" in nld
     assert "70.0 → 80.0 → 81.0; its last 1 epochs lie within 0.0 pp" in text
-    assert "91.00 %" in text
+    assert "91.00 %" in text and "the full training split" in text and "T = 4" in text
     assert "better than no KD beyond 2 SE: `samd_nld` (+3.00)" in text
 
 
@@ -61,6 +62,8 @@ def test_bad_inputs_leave_the_readme(tmp_path):
     proc = run(result_file(tmp_path / "a.json"), readme)
     assert proc.returncode == 2 and "readme_ablation: error:" in proc.stderr
     assert readme.read_text() == "# no markers\n"
+    proc = run(result_file(tmp_path / "a.json"), tmp_path / "missing.md")
+    assert proc.returncode == 2 and "cannot read" in proc.stderr and "Traceback" not in proc.stderr
     (tmp_path / "bad.json").write_text("{}")
     readme.write_text(f"{BEGIN}\nx\n{END}\n")
     proc = run(tmp_path / "bad.json", readme)
