@@ -49,8 +49,12 @@ def setup(device_name: str) -> DistInfo:
     return DistInfo(rank, world, local)
 
 
-def teardown(info: DistInfo) -> None:
+def teardown(info: DistInfo, sync: bool = False) -> None:
+    """Destroy the process group; ``sync``: after a barrier, so that no rank tears down
+    while another still uses the group (only on success: a failed rank would hang it)."""
     if info.enabled and dist.is_initialized():
+        if sync:
+            dist.barrier()
         dist.destroy_process_group()
 
 

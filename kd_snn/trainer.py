@@ -8,6 +8,7 @@ exactly what an uninterrupted run would have done and ends bit-identical.
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import io
 import logging
@@ -418,12 +419,22 @@ class Stage:
         handler = logging.FileHandler(self.dir / "train.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         log.addHandler(handler)
+        finished = False
         try:
-            return self._fit()
+            result = self._fit()
+            finished = True
+            return result
         finally:
             log.removeHandler(handler)
             handler.close()
-            D.teardown(self.dist)
+            if self.dist.enabled:
+                # DDP's reducer holds the process group and its gloo threads: release it on
+                # every rank before the group goes (a rank that exits with a live reducer can
+                # abort in C++ at interpreter shutdown: "terminate called without an active
+                # exception", seen once in CI)
+                self.forward = None
+                gc.collect()
+            D.teardown(self.dist, sync=finished)
 
     def _fit(self) -> dict:
         cfg, tc = self.cfg, self.tc
