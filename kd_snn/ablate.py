@@ -196,13 +196,12 @@ def teacher_info(path) -> tuple[Path, dict]:
     _, meta = load_trained(model_path, expect_spiking=False)
     metrics = meta.get("metrics", {}) if isinstance(meta.get("metrics"), dict) else {}
     cfg = meta.get("config", {}) if isinstance(meta.get("config"), dict) else {}
+    model = meta.get("model", {})
     limit = (cfg.get("data", {}).get("options", {}) or {}).get("limit")
     info = {"path": str(path), "sha256": sha256_file(model_path),
-            "model": meta.get("model", {}).get("name"),
-            "width": meta.get("model", {}).get("width"),
-            "num_classes": meta.get("model", {}).get("num_classes"),
-            "in_channels": meta.get("model", {}).get("in_channels"),
-            "data": meta.get("data"), "train_samples": limit if limit is not None else "all",
+            "model": model.get("name"), "width": model.get("width"),
+            "num_classes": model.get("num_classes"), "in_channels": model.get("in_channels"),
+            "data": meta.get("data"), "train_samples": train_samples(limit),
             "epochs": metrics.get("epochs"), "test_accuracy": metrics.get("test_accuracy"),
             "best_test_accuracy": metrics.get("best_test_accuracy"),
             "curve": read_curve(model_path.parent / "metrics.csv")}
@@ -241,6 +240,11 @@ def base_config(data: str, config: Optional[str], overrides: list[str]) -> dict:
     return raw
 
 
+def train_samples(limit) -> object:
+    """A ``data.options.limit`` as the result files state it: an int, or "all"."""
+    return int(limit) if limit is not None else "all"
+
+
 def _sets(sets: dict) -> list[str]:
     return [f"{k}={'true' if v is True else 'false' if v is False else v}"
             for k, v in sets.items()]
@@ -261,17 +265,15 @@ def plan(out: Path, datasets: list[str], seeds: list[int], variants: list[str],
                 for variant in variants:
                     if variant == "teacher" and teacher is not None:
                         continue  # one teacher per seed, whatever the modes
-                    name = "-".join(["ablation", data]
-                                    + ([mode] if mode != "spiking" and variant != "teacher"
-                                       else []) + [variant, f"seed{seed}"])
-                    sets = {"seed": seed, "name": name, **VARIANTS[variant][1]}
                     # the teacher is the ANN of the base config: no mode touches it
+                    task_mode = "spiking" if variant == "teacher" else mode
+                    group = group_name(data, task_mode)
+                    name = "-".join(["ablation", *group.split("/"), variant, f"seed{seed}"])
+                    sets = {"seed": seed, "name": name, **VARIANTS[variant][1]}
                     cfg = C.from_dict(C.apply_overrides(
                         raw if variant == "teacher" else mode_raw, _sets(sets)))
-                    where = out / data if mode == "spiking" or variant == "teacher" \
-                        else out / data / mode
-                    task = Task(data, variant, seed, where / variant / f"seed{seed}", cfg,
-                                teacher=teacher, mode="spiking" if variant == "teacher" else mode,
+                    task = Task(data, variant, seed, out / group / variant / f"seed{seed}",
+                                cfg, teacher=teacher, mode=task_mode,
                                 external_teacher=external_teacher)
                     if variant == "teacher":
                         teacher = task
@@ -312,8 +314,7 @@ def read_curve(csv_path: Path) -> list:
 
 def _result(task: Task) -> dict:
     m = task.run.read_metrics().get(task.stage, {})
-    extra_path = task.path / "ablate_run.json"
-    extra = json.loads(extra_path.read_text()) if extra_path.is_file() else {}
+    extra = _run_record(task)
     return {"test_accuracy": m.get("test_accuracy"),
             "best_test_accuracy": m.get("best_test_accuracy"),
             "epochs": m.get("epochs"), "train_seconds": m.get("train_seconds"),
@@ -681,8 +682,7 @@ def budget(cfg: C.Config, teacher: Optional[dict] = None) -> dict:
         return {"epochs": tc.epochs, "optimizer": tc.optimizer, "lr": tc.lr,
                 "weight_decay": tc.weight_decay, "scheduler": tc.scheduler,
                 "warmup_epochs": tc.warmup_epochs}
-    limit = cfg.data.options.get("limit")
-    return {"train_samples": int(limit) if limit is not None else "all",
+    return {"train_samples": train_samples(cfg.data.options.get("limit")),
             "test_samples": "all (full test split)", "batch_size": cfg.data.batch_size,
             "augment": cfg.data.augment,
             "teacher": stage(cfg.teacher) if teacher is None else {"external": teacher},
@@ -692,10 +692,9 @@ def budget(cfg: C.Config, teacher: Optional[dict] = None) -> dict:
 def _run_budget(task: Task) -> dict:
     """One run's budget: its stage's epochs, optimizer and schedule, data, batch, T."""
     tc = getattr(task.cfg, task.stage)
-    limit = task.cfg.data.options.get("limit")
     return {"stage": task.stage, "epochs": tc.epochs, "optimizer": tc.optimizer, "lr": tc.lr,
             "scheduler": tc.scheduler, "batch_size": task.cfg.data.batch_size,
-            "train_samples": int(limit) if limit is not None else "all",
+            "train_samples": train_samples(task.cfg.data.options.get("limit")),
             "time_steps": task.cfg.data.time_steps}
 
 
