@@ -100,12 +100,29 @@ def conv_weight_to_lava(weight: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(0, 3, 2, 1))
 
 
-def _run_cfg(conv_model: str = "lava") -> Loihi2SimCfg:
+#: synapse models: ``lava`` = Lava's stock fixed_pt Conv/Dense models; ``fast`` = kdsnn's
+#: BLAS models with the stock arithmetic (``hardware.lava_procs.blas_synapses``, tested bit
+#: for bit against the stock ones); ``int64`` = the earlier fast Conv model (int64 einsum,
+#: stock Dense), kept as the benchmark's baseline
+CONV_MODELS = ("fast", "lava", "int64")
+
+
+def run_config(conv_model: str = "fast") -> Loihi2SimCfg:
+    """Lava's fixed_pt run configuration with the chosen synapse models."""
+    if conv_model not in CONV_MODELS:
+        raise ValueError(f"conv_model must be one of {', '.join(CONV_MODELS)}")
     if conv_model == "fast":
-        from hardware.lava_procs.fast_conv import PyConvModelFixedFast
+        from hardware.lava_procs.blas_synapses import (PyConvModelFixedBlas,
+                                                       PyDenseModelBitAccBlas)
         return Loihi2SimCfg(select_tag="fixed_pt",
-                            exception_proc_model_map={Conv: PyConvModelFixedFast})
+                            exception_proc_model_map={Conv: PyConvModelFixedBlas,
+                                                      Dense: PyDenseModelBitAccBlas})
+    if conv_model == "int64":
+        from hardware.lava_procs.blas_synapses import PyConvModelFixedInt64
+        return Loihi2SimCfg(select_tag="fixed_pt",
+                            exception_proc_model_map={Conv: PyConvModelFixedInt64})
     return Loihi2SimCfg(select_tag="fixed_pt")
+
 
 
 class LavaRunner:
@@ -118,8 +135,8 @@ class LavaRunner:
 
     def __init__(self, qgraph: QuantGraph, chunk_samples: int = 64, record: bool = True,
                  conv_model: str = "lava", io: str = "shm"):
-        if conv_model not in ("lava", "fast"):
-            raise ValueError("conv_model must be 'lava' (stock PyConvModelFixed) or 'fast'")
+        if conv_model not in CONV_MODELS:
+            raise ValueError(f"conv_model must be one of {', '.join(CONV_MODELS)}")
         if io not in IO_MODES:
             raise ValueError(f"io must be one of {', '.join(IO_MODES)}")
         self.conv_model = conv_model
@@ -205,7 +222,7 @@ class LavaRunner:
                 self.sinks[layer.name] = sink
         self.reader = Read(buffer=self.rb, interval=self.T, offset=self.read_off)
         self.reader.connect_var(self.lifs[q.output.name].v)
-        self.cfg = _run_cfg(self.conv_model)
+        self.cfg = run_config(self.conv_model)
 
     # ---- running --------------------------------------------------------------------
     def _segment(self, inputs: np.ndarray) -> tuple:

@@ -24,7 +24,7 @@ from export.emulate import emulate, lif_step, synapse
 from export.graph import Connection, DeployGraph, NeuronLayer, run_float
 from export.latency import balance_latency, is_balanced
 from export.quantize import QuantConnection, encode_input, quantize
-from hardware.lava_sim import LavaRunner, _run_cfg, conv_weight_to_lava, from_lava, to_lava
+from hardware.lava_sim import LavaRunner, conv_weight_to_lava, from_lava, run_config, to_lava
 
 CFG = Loihi2SimCfg(select_tag="fixed_pt")
 
@@ -113,7 +113,7 @@ def test_dense_bit_exact(exp, graded):
     assert (exp_out < 0).any()
 
 
-@pytest.mark.parametrize("conv_model", ["lava", "fast"])
+@pytest.mark.parametrize("conv_model", ["lava", "fast", "int64"])
 @pytest.mark.parametrize("exp,graded,stride,padding,groups",
                          [(0, True, (1, 1), (1, 1), 1), (3, False, (2, 1), (0, 1), 1),
                           (7, True, (1, 2), (1, 0), 1), (1, False, (1, 1), (0, 0), 3),
@@ -142,7 +142,7 @@ def test_conv_bit_exact(exp, graded, stride, padding, groups, conv_model):
                groups=lava_groups, num_message_bits=8 if graded else 0)
     data = np.moveaxis(to_lava(x, (ci, h, w)), 0, -1).astype(np.int32)  # (W, H, C, steps)
     got = _synapse_run(None, syn, data, (out_shape[2], out_shape[1], out_shape[0]), steps,
-                       _run_cfg(conv_model))
+                       run_config(conv_model))
     got = from_lava(np.moveaxis(got, -1, 0), out_shape, 1)  # (steps, co, oh, ow)
     np.testing.assert_array_equal(got[1:], exp_out[:-1])
     if exp == 7:
