@@ -13,10 +13,11 @@ rates, which are reported per row.
 
 Every measurement runs in its own interpreter (its peak RSS is that of its whole process
 tree, Lava's workers included) with a wall-clock limit; a measurement that hits the limit
-is recorded as such.  Lava is timed twice on the same samples in the same run: with
-kdsnn's shared-memory I/O (``io=shm``, today's path) and with the stock RingBuffer I/O
-(``io=vars``, the path before it: ``Var.get/set`` moves one element per message), both
-with the same stock fixed_pt LIF/Dense models and the same Conv model.  The floor is the
+is recorded as such.  Lava runs with kdsnn's BLAS Conv/Dense
+models (``--conv fast``, bit-identical to Lava's stock models) on two batches of B samples
+(steady state = the second), and both those models and the models of the code before
+(``--baseline int64``: the int64-einsum Conv model) are timed per step on the same
+network and inputs in the same run.  The floor is the
 same process graph with one neuron per group: what Lava's per-step synchronisation alone
 costs.  Results: ``benchmarks/results/hardware.{json,md}``, rewritten after every row.
 """
@@ -249,6 +250,34 @@ def measure_lava(row: dict, rate: float, samples: int, io: str, conv: str,
             "bit_exact": exact}
 
 
+def measure_lava_steps(row: dict, rate: float, batch: int, conv: str, steps: int,
+                       warmup: int = 4) -> dict:
+    """Seconds per Lava step in steady state (after ``warmup`` steps, compile included),
+    on the samples' own input ints; a step's cost does not depend on which sample it carries
+    (every process computes every step), so seconds per sample at batch B follow as
+    s/step x (B + ceil(L/T)) x T / B."""
+    import lava.proc.lif.process  # noqa: F401
+
+    from hardware.lava_sim import LavaRunner, to_lava
+
+    _, q, _, _ = build(row, rate)
+    _, x_int = _inputs(row, batch, 100)
+    feed = to_lava(x_int.numpy().transpose(1, 0, *range(2, x_int.ndim))
+                   .reshape((-1,) + tuple(q.input_shape)), q.input_shape)
+    runner = LavaRunner(q, chunk_samples=batch, record=True, conv_model=conv, io="shm")
+    try:
+        runner._segment(feed[:warmup])
+        t0 = time.perf_counter()
+        runner._segment(feed[warmup:warmup + steps])
+        per_step = (time.perf_counter() - t0) / steps
+    finally:
+        runner.close()
+    L = runner.L
+    per_sample = per_step * (batch + math.ceil(L / T)) * T / batch
+    return {"s_per_step": round(per_step, 4), "steps_timed": steps, "batch": batch,
+            "s_per_sample": round(per_sample, 4)}
+
+
 def trivial_like(q):
     """The same process graph (groups, connections, fan-in, depths) with one neuron each."""
     import dataclasses
@@ -332,6 +361,8 @@ def worker(argv: list) -> None:
     row = ROWS[name]
     if kind == "compute":
         res = measure_compute(row, float(rate), int(samples))
+    elif kind == "steps":
+        res = measure_lava_steps(row, float(rate), int(samples), argv[4], int(argv[5]))
     else:
         io, conv, floor = argv[4], argv[5], argv[6] == "1"
         res = measure_lava(row, float(rate), int(samples), io, conv, floor)
@@ -353,11 +384,15 @@ def _f(v, fmt="{:.3g}"):
     return "-" if v is None else (fmt.format(v) if isinstance(v, (int, float)) else str(v))
 
 
+MODEL_NAMES = {"fast": "kdsnn's BLAS Conv/Dense models", "lava": "Lava's stock models",
+               "int64": "the int64-einsum Conv model (landed before the BLAS models)"}
+
+
 def markdown(obj: dict) -> str:
     rows = []
     for r in obj["rows"]:
-        ratio = (r["lava_s_per_sample_baseline"] / r["lava_s_per_sample"]
-                 if r.get("lava_s_per_sample") and r.get("lava_s_per_sample_baseline") else None)
+        ratio = (r["lava_s_per_step_baseline"] / r["lava_s_per_step"]
+                 if r.get("lava_s_per_step") and r.get("lava_s_per_step_baseline") else None)
         floor = (r["lava_s_per_sample"] / r["lava_floor_s_per_sample"]
                  if r.get("lava_s_per_sample") and r.get("lava_floor_s_per_sample") else None)
         emu = (r["float_samples_per_s"] / r["emulation_samples_per_s"]
@@ -365,40 +400,44 @@ def markdown(obj: dict) -> str:
         rows.append([
             f"{r['model']} w{r['width']}", "x".join(map(str, r["input_shape"])),
             _f(r.get("parameters"), "{:,}"), _f(r.get("neurons"), "{:,}"), _f(r.get("processes")),
-            _f(r.get("mean_firing_rate"), "{:.1%}"), _f(r.get("fold_s")), _f(r.get("quantize_s")),
+            _f(r.get("mean_firing_rate"), "{:.1%}"), _f(r.get("quantize_s")),
             _f(r.get("lava_build_s")), _f(r.get("float_samples_per_s")),
             _f(r.get("emulation_samples_per_s")), _f(emu, "{:.2f}x"),
             _f(r.get("lava_s_per_sample")), _f(r.get("lava_s_per_sample_with_build")),
-            _f(r.get("lava_s_per_sample_baseline")) + r.get("baseline_note", ""),
-            ("≥ " if r.get("baseline_note") else "") + _f(ratio, "{:.1f}x"),
+            _f(r.get("lava_s_per_step")), _f(r.get("lava_s_per_step_baseline")),
+            _f(r.get("lava_s_per_sample_baseline")), _f(ratio, "{:.1f}x"),
             _f(r.get("lava_floor_s_per_sample")), _f(floor, "{:.2f}x"),
             _f(r.get("peak_rss_mb"), "{:.0f}"), _f(r.get("bit_exact")), _f(r.get("samples"))])
-    head = ["student", "input", "params", "neurons", "Lava procs", "mean rate", "fold s",
+    m = obj["meta"]
+    now, before = m.get("conv_model", "fast"), m.get("baseline_model", "int64")
+    head = ["student", "input", "params", "neurons", "Lava procs", "mean rate",
             "quantize s", "Lava build s", "float samples/s", "emulation samples/s",
             "emulation cost vs float", "Lava s/sample", "Lava s/sample incl. build",
-            "Lava s/sample before (io=vars)", "speed-up", "Lava floor s/sample",
-            "vs floor", "peak PSS MB", "Lava == emulation", "Lava samples"]
-    m = obj["meta"]
+            "Lava s/step", f"Lava s/step before ({before})",
+            f"Lava s/sample before ({before}, from s/step)", "speed-up (per step)",
+            "Lava floor s/sample", "vs floor", "peak PSS MB", "Lava == emulation",
+            "Lava samples"]
     lines = ["# Hardware path at scale", "",
              f"`{m['command']}` — {m['machine']['cpu']}, {m['machine']['cores']} cores, "
              f"{m['machine']['date']}; load average at start {m['machine']['loadavg']}. "
              "All figures depend on the machine and on its load (the ratios less so: both "
-             "Lava paths ran on the same samples in the same run).", "",
+             "models ran on the same inputs in the same run).", "",
              md_table(head, rows), "",
              "- Weights: random, BatchNorm statistics randomised, thresholds set per layer for "
              f"a {m['rate']:.0%} firing rate on calibration images; rates per layer in "
              "`hardware.json`. Inputs per row: " + "; ".join(
                  f"{r['model']}: {r.get('data', '-')}" for r in obj["rows"]) + ".",
-             "- Lava: stock fixed_pt LIFReset/Dense models; Conv model "
-             + ("Lava's stock `PyConvModelFixed`" if m["conv_model"] == "lava" else
-                "kdsnn's `fast` one (bit-identical to the stock model, tested)")
-             + " in both paths; today: kdsnn's shared-memory source/sink processes; "
-             "before: the stock RingBuffer source/sinks with `Var.get/set`, which moves one "
-             "element per channel message. Steady state = a second batch through the same "
-             "compiled network; 'incl. build' = construction + compile + first batch. A batch "
-             "of B samples takes (B + ceil(L/T)) x T steps (L = the readout's depth), so at "
-             "small B the per-sample figures include the drain of the network's latency "
-             "(ResNet-19: B = 1, 4 + 28 steps per sample).",
+             f"- Lava: stock fixed_pt LIFReset models, synapses: {MODEL_NAMES.get(now, now)} "
+             f"(now) vs {MODEL_NAMES.get(before, before)} (before); both bit-identical to "
+             "Lava's stock models (tested); kdsnn's shared-memory source/sinks. 'Lava "
+             "s/sample' = the second of two batches of B samples through the same compiled "
+             "network (B = 'Lava samples' / 2 per segment), checked bit for bit against the "
+             "integer emulation; 'incl. build' = construction + compile + first batch. A batch "
+             "of B samples takes (B + ceil(L/T)) x T steps (L = the readout's depth).",
+             "- Per step: both models timed over the same steady-state steps of the same "
+             "network and inputs (after 4 warm-up steps that include the compile); every "
+             "process computes every step, so 'before, s/sample' = its s/step x (B + "
+             "ceil(L/T)) x T / B. The speed-up is the per-step ratio (same work).",
              "- Floor: the same process graph (groups, connections, sinks) with one neuron "
              "per group and 1x1 weights: Lava's own per-step cost.",
              "- Peak memory: proportional set size (PSS) of all processes of the Lava "
@@ -434,20 +473,21 @@ def run_row(name: str, args, old: dict = None) -> dict:
     print(f"[{name}] Lava floor ...", flush=True)
     fl = run_measurement(["lava", name, rate, str(n), "shm", "lava", "1"], args.timeout)
     out["lava_floor_s_per_sample"] = fl.get("s_per_sample")
-    nb = args.baseline_samples.get(name, 1)
-    print(f"[{name}] Lava before (stock RingBuffer I/O) on {2 * nb} samples ...", flush=True)
-    base = run_measurement(["lava", name, rate, str(nb), "vars", args.conv, "0"],
+    steps = str(args.baseline_steps)
+    print(f"[{name}] Lava per step, this model ({args.conv}) ...", flush=True)
+    now = run_measurement(["steps", name, rate, str(n), args.conv, steps], args.timeout)
+    out["lava_s_per_step"] = now.get("s_per_step")
+    print(f"[{name}] Lava per step, before ({args.baseline}) ...", flush=True)
+    base = run_measurement(["steps", name, rate, str(n), args.baseline, steps],
                            args.baseline_timeout)
-    if "s_per_sample" in base:
-        out.update(lava_s_per_sample_baseline=base["s_per_sample"],
-                   lava_s_per_sample_baseline_with_build=base["s_per_sample_with_build"],
-                   baseline_bit_exact=base["bit_exact"], baseline_samples=base["samples"])
+    out.pop("baseline_note", None)
+    out.pop("baseline_error", None)
+    if "s_per_step" in base:
+        out.update(lava_s_per_step_baseline=base["s_per_step"],
+                   lava_s_per_sample_baseline=base["s_per_sample"],
+                   baseline_steps=base["steps_timed"])
     elif "timed_out_after_s" in base:
-        # a lower bound: it had not finished 2 samples' build and first batch
-        out["lava_s_per_sample_baseline"] = round(base["timed_out_after_s"] / (2 * nb), 1)
-        out["baseline_note"] = " (lower bound: stopped)"
-        out["baseline_error"] = (f"stopped after {base['timed_out_after_s']} s before "
-                                 f"finishing {2 * nb} samples")
+        out["baseline_error"] = f"stopped after {base['timed_out_after_s']} s"
     else:
         out["baseline_error"] = base.get("error")
     return out
@@ -468,13 +508,17 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     p.add_argument("--rate", type=float, default=0.15, help="target firing rate per layer")
-    p.add_argument("--samples", nargs="*", default=["cnn=16", "resnet8=8", "resnet20=16",
-                                                    "resnet19=1"],
-                   help="Lava samples per batch (two batches are run), NAME=N")
-    p.add_argument("--baseline-samples", nargs="*", default=["cnn=4", "resnet8=1",
-                                                             "resnet20=1", "resnet19=1"])
-    p.add_argument("--conv", choices=("lava", "fast"), default="fast",
-                   help="Conv model for both Lava paths (stock 'lava' or kdsnn's 'fast')")
+    p.add_argument("--samples", nargs="*", default=["cnn=16", "resnet8=16", "resnet20=16",
+                                                    "resnet19=16"],
+                   help="Lava samples per batch (segment; two batches are run), NAME=N")
+    p.add_argument("--conv", choices=("fast", "lava", "int64"), default="fast",
+                   help="synapse models measured: kdsnn's BLAS 'fast' ones, Lava's stock "
+                        "'lava' ones, or 'int64' (the earlier fast Conv model)")
+    p.add_argument("--baseline", choices=("fast", "lava", "int64"), default="int64",
+                   help="synapse models of the code before (default int64: the landed "
+                        "fast Conv model), timed per step beside --conv in the same run")
+    p.add_argument("--baseline-steps", type=int, default=8,
+                   help="steady-state steps timed per model for the per-step comparison")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per measurement")
     p.add_argument("--baseline-timeout", type=float, default=900)
     p.add_argument("--force", action="store_true", help="re-measure rows already in the file")
@@ -483,12 +527,12 @@ def main() -> int:
                         "(Lava figures of the rows are kept)")
     args = p.parse_args()
     args.samples = _pairs(args.samples, 2)
-    args.baseline_samples = _pairs(args.baseline_samples, 1)
     path = OUT / "hardware.json"
     old = json.loads(path.read_text()) if path.is_file() else {"rows": []}
     done = {r["model"]: r for r in old.get("rows", [])}
     meta = {"command": "python benchmarks/hardware.py " + " ".join(sys.argv[1:]),
-            "machine": machine_info(), "rate": args.rate, "conv_model": args.conv, "T": T}
+            "machine": machine_info(), "rate": args.rate, "conv_model": args.conv,
+            "baseline_model": args.baseline, "T": T}
     obj = {"meta": meta, "rows": [done[ROWS[n]["model"]] for n in ROWS
                                   if ROWS[n]["model"] in done]}
     for name in args.rows:
