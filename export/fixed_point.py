@@ -238,6 +238,21 @@ class QuantGraph(LayerLookup):
     def replace(self, **changes) -> "QuantGraph":
         return dataclasses.replace(self, **changes)
 
+    def digest(self) -> str:
+        """sha256 of what the chip runs (integer arrays, topology, Loihi fields, scales),
+        independent of the file it was read from; ``metadata`` (the quantization report)
+        is left out. Results computed on a graph are reused only under the same digest."""
+        import hashlib
+
+        arrays, meta = self.to_arrays()
+        meta.pop("metadata", None)
+        h = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+        for key in sorted(arrays):
+            a = np.ascontiguousarray(arrays[key], dtype=np.int64)
+            h.update(f"{key}:{a.shape}".encode())
+            h.update(a.tobytes())
+        return h.hexdigest()
+
 
 def _json_default(obj):
     if isinstance(obj, np.generic):
