@@ -105,6 +105,53 @@ def quantized_accuracy(graph: DeployGraph, qgraph, x_seq: torch.Tensor, labels: 
             "samples": int(len(labels))}
 
 
+def test_split_size(cfg: Config) -> int:
+    from kd_snn.trainer import open_dataset
+    return len(open_dataset(cfg, "test"))
+
+
+def cached_full_test(run: RunDir, cfg: Config, qgraph) -> tuple:
+    """``(accuracy, where)`` of the integer emulation over the whole test split, stored by
+    an earlier command for this very quantized graph (same ``QuantGraph.digest``), or
+    ``(None, None)``.  Looked up in RUN/export/quantize.json (written by export/quantize)
+    and RUN/parity/parity.json."""
+    digest, n = qgraph.digest(), test_split_size(cfg)
+    for rel, keys in (("export/quantize.json", ("accuracy",)),
+                      ("parity/parity.json", ("emulation_full_test",))):
+        path = run.path / rel
+        if not kio.exists(path):
+            continue
+        try:
+            record = kio.read_json_object(path, rel)
+        except KdsnnError:
+            continue  # a broken file is only a cache miss here
+        acc = record
+        for k in keys:
+            acc = acc.get(k) if isinstance(acc, dict) else None
+        sha = record.get("graph_sha256") if rel.startswith("export") else (acc or {}).get(
+            "graph_sha256")
+        if isinstance(acc, dict) and sha == digest and acc.get("samples") == n and all(
+                isinstance(acc.get(k), (int, float)) for k in ("float", "quantized", "agreement")):
+            return {k: acc[k] for k in ("float", "quantized", "agreement", "samples")}, rel
+    return None, None
+
+
+def full_test_accuracy(run: RunDir, cfg: Config, balanced, qgraph, progress: bool = True,
+                       log=print) -> dict:
+    """The emulation's accuracy over the whole test split: reused when stored for this
+    graph, computed (once) otherwise.  The result carries the graph's digest."""
+    acc, where = cached_full_test(run, cfg, qgraph)
+    if acc is not None:
+        log(f"integer emulation on the test split: reused from {where} "
+            f"(quantized graph sha256 {qgraph.digest()[:12]})")
+    else:
+        log("integer emulation on the test split: computing (not stored for this "
+            "quantized graph yet)")
+        x_all, y_all = sample_inputs(cfg, "test", None)
+        acc = quantized_accuracy(balanced, qgraph, x_all, y_all, progress=progress)
+    return {**acc, "graph_sha256": qgraph.digest()}
+
+
 def quant_markdown(qgraph, acc: dict) -> str:
     report = qgraph.metadata.get("report", {})
     lines = ["# Loihi fixed-point quantization", "",
@@ -194,8 +241,8 @@ def _export_run(run, targets, calib_samples, eval_samples, log, progress) -> dic
         acc = quantized_accuracy(balanced, qgraph, x_test, y_test, progress=progress)
         qpath = out / "student.quant.npz"
         save_quant(qpath, qgraph)
-        write_json(out / "quantize.json", {"accuracy": acc, "layers": qgraph.metadata.get(
-            "report", {})})
+        write_json(out / "quantize.json", {"accuracy": acc, "graph_sha256": qgraph.digest(),
+                                           "layers": qgraph.metadata.get("report", {})})
         write_text(out / "quantize.md", quant_markdown(qgraph, acc))
         manifest = _update_manifest(out, run, graph, "quant",
                                     [qpath, out / "quantize.json", out / "quantize.md"],

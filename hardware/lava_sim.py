@@ -332,6 +332,31 @@ def run_lava(qgraph: QuantGraph, x_int_seq, record: bool = True,
         runner.close()
 
 
+def run_lava_batches(qgraph: QuantGraph, x_int_seq, batch: int = 16, conv_model: str = "fast",
+                     progress: bool = True, desc: str = "Lava") -> tuple:
+    """``run_lava`` in batches of ``batch`` samples through one compiled network, with
+    progress (a line per ~10 % when not on a terminal): ``(readout_v (B, K), spikes)``."""
+    from kd_snn.progress import progress as make_progress
+
+    x = torch.as_tensor(x_int_seq)
+    n = x.shape[1]
+    bar = make_progress(total=n, unit="sample", desc=f"{desc} ({conv_model} synapses)",
+                        enabled=progress, every=10)
+    reads, chunks = [], {}
+    try:
+        with LavaRunner(qgraph, chunk_samples=batch, record=True,
+                        conv_model=conv_model) as runner:
+            for start in range(0, n, batch):
+                v, spikes = runner.run(x[:, start:start + batch])
+                reads.append(v)
+                for name, arr in spikes.items():
+                    chunks.setdefault(name, []).append(arr)
+                bar.update(v.shape[0])
+    finally:
+        bar.close()
+    return torch.cat(reads), {name: torch.cat(parts, 1) for name, parts in chunks.items()}
+
+
 def run_lava_from_files(quant_path, x_int_seq, record: bool = True,
                         chunk_samples: int = 64, conv_model: str = "lava") -> tuple:
     """Rebuild the network from the exported QuantGraph file alone

@@ -58,6 +58,7 @@ class _Tally:
         self.labels.extend(int(y) for y in labels)
 
     def merge(self, other: "_Tally") -> None:
+        """Add ``other``'s samples after this tally's (sample order is kept)."""
         self.total += other.total
         for p in PAIRS:
             self.equal[p] += other.equal[p]
@@ -66,10 +67,44 @@ class _Tally:
             self.pred[k].extend(other.pred[k])
         self.labels.extend(other.labels)
 
+    def to_json(self) -> dict:
+        """Integer sums and predictions: what a shard hands to ``--merge``."""
+        return {"layers": list(self.layers), "T": self.T, "total": self.total.tolist(),
+                "equal": {f"{a}_vs_{b}": self.equal[(a, b)].tolist() for a, b in PAIRS},
+                "counts": {k: v.tolist() for k, v in self.counts.items()},
+                "pred": {k: list(v) for k, v in self.pred.items()},
+                "labels": list(self.labels)}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "_Tally":
+        """Inverse of ``to_json``; a malformed record raises ValueError."""
+        try:
+            tally = cls([str(n) for n in obj["layers"]], int(obj["T"]))
+            shape = tally.total.shape
+            tally.total = _int_array(obj["total"], shape)
+            tally.equal = {(a, b): _int_array(obj["equal"][f"{a}_vs_{b}"], shape)
+                           for a, b in PAIRS}
+            tally.counts = {k: _int_array(obj["counts"][k], shape) for k in tally.counts}
+            tally.pred = {k: [int(p) for p in obj["pred"][k]] for k in tally.pred}
+            tally.labels = [int(y) for y in obj["labels"]]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"not a parity tally ({type(exc).__name__})") from None
+        if any(len(v) != len(tally.labels) for v in tally.pred.values()):
+            raise ValueError("not a parity tally (predictions and labels differ in length)")
+        return tally
+
+
+def _int_array(value, shape: tuple) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.int64)
+    if arr.shape != shape:
+        raise ValueError(f"shape {arr.shape}, expected {shape}")
+    return arr
+
 
 def _chunk(graph: DeployGraph, qgraph: QuantGraph, layers: list, x: torch.Tensor,
-           y: np.ndarray, runner) -> tuple[dict, dict]:
-    """One batch through the three executors -> (spikes per executor, predictions)."""
+           y: np.ndarray, runner) -> tuple:
+    """One batch through the three executors -> (spikes per executor, predictions,
+    Lava's readout v)."""
     x = x.to(torch.float64)
     logits_f, spikes_f = run_float(graph, x, record=True)
     x_int = encode_input(x)
@@ -80,82 +115,105 @@ def _chunk(graph: DeployGraph, qgraph: QuantGraph, layers: list, x: torch.Tensor
     preds = {"float": logits_f.argmax(1).numpy(),
              "emulation": np.asarray(v_e).reshape(len(y), -1).argmax(1),
              "lava": np.asarray(v_l).reshape(len(y), -1).argmax(1)}
-    return spikes, preds
+    return spikes, preds, np.asarray(v_l).reshape(len(y), -1)
 
 
-def _work(graph, qgraph, layers, x, y, batch, conv_model="lava", progress_q=None) -> _Tally:
+def _work(graph, qgraph, layers, x, y, batch, conv_model="fast", progress_q=None,
+          keep: int = 0) -> tuple:
+    """Batches through the three executors: ``(tally, spike record of the first `keep`)``."""
     from hardware.lava_sim import LavaRunner
+    from hardware.spike_record import empty_record
 
     tally = _Tally(layers, qgraph.time_steps)
+    record = empty_record(qgraph) if keep > 0 else None
     with LavaRunner(qgraph, chunk_samples=batch, record=True, conv_model=conv_model) as runner:
         for start in range(0, x.shape[1], batch):
             xb, yb = x[:, start:start + batch], y[start:start + batch]
-            spikes, preds = _chunk(graph, qgraph, layers, xb, yb, runner)
+            spikes, preds, readout = _chunk(graph, qgraph, layers, xb, yb, runner)
             tally.add(spikes, preds, yb)
+            if record is not None and start < keep:
+                n = min(len(yb), keep - start)
+                record.add(readout[:n], {k: v[:, :n] for k, v in spikes["lava"].items()})
             if progress_q is not None:
                 progress_q.put(("progress", len(yb)))
-    return tally
+    return tally, record
 
 
-def _job(args, queue):
+def _job(args, keep, index, queue):
     torch.set_num_threads(1)  # OpenMP pools do not survive fork (as in DataLoader workers)
     try:
-        tally = _work(*args, progress_q=queue)
-        queue.put(("done", tally))
+        queue.put(("done", (index, *_work(*args, progress_q=queue, keep=keep))))
     except BaseException as exc:  # reported to the parent, which raises
         queue.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
+@dataclass
+class ParityRun:
+    """A parity run: ``result`` (parity.json: a function of the samples alone, no timing),
+    the integer ``tally`` behind it (what a shard hands to ``--merge``), the Lava spikes of
+    its first samples (``record``, for the report) and its wall time."""
+
+    result: dict
+    tally: _Tally
+    record: object
+    seconds: float
+    jobs: int
+
+
 def run_parity(graph: DeployGraph, qgraph: QuantGraph, x_seq: torch.Tensor, labels,
                jobs: int = 1, batch: int = 16, progress: bool = True,
-               conv_model: str = "lava") -> dict:
+               conv_model: str = "fast", keep_spikes: int = 0) -> ParityRun:
     """Compare the three executors on ``x_seq`` ``(T, N, *input_shape)`` in [0, 1].
 
     ``graph`` is the float graph with the same layers as ``qgraph`` (relays included,
     i.e. ``export.latency.balance_latency`` applied).  ``jobs`` > 1 splits the samples
-    over processes, each with its own Lava network; Lava is always stopped.
+    over processes, each with its own Lava network; Lava is always stopped.  Lava's spikes
+    of the first ``keep_spikes`` samples are kept (``ParityRun.record``).
     """
     labels = np.asarray(labels, dtype=np.int64)
     n = x_seq.shape[1]
     layers = [layer.name for layer in qgraph.layers if layer.spiking]
     jobs = max(1, min(int(jobs), n))
-    bar = make_progress(total=n, unit="sample", desc="parity (Lava)", enabled=progress, every=10)
+    bar = make_progress(total=n, unit="sample", desc=f"parity (Lava, {conv_model} synapses)",
+                        enabled=progress, every=10)
     t0 = time.time()
     try:
         if jobs == 1:
             class _Q:
                 def put(self, item):
                     bar.update(item[1])
-            tally = _work(graph, qgraph, layers, x_seq, labels, batch, conv_model, _Q())
+            tally, record = _work(graph, qgraph, layers, x_seq, labels, batch, conv_model,
+                                  _Q(), keep=keep_spikes)
         else:
-            tally = _parallel(graph, qgraph, layers, x_seq, labels, batch, conv_model, jobs,
-                              bar)
+            tally, record = _parallel(graph, qgraph, layers, x_seq, labels, batch,
+                                      conv_model, jobs, bar, keep_spikes)
     finally:
         bar.close()
-    seconds = time.time() - t0
-    result = summarize(tally, qgraph, seconds, jobs)
+    result = summarize(tally, qgraph)
     result["conv_model"] = conv_model
-    return result
+    return ParityRun(result, tally, record, time.time() - t0, jobs)
 
 
-def _parallel(graph, qgraph, layers, x_seq, labels, batch, conv_model, jobs, bar) -> _Tally:
+def _parallel(graph, qgraph, layers, x_seq, labels, batch, conv_model, jobs, bar,
+              keep) -> tuple:
+    """Contiguous slices in worker processes; merged back in sample order."""
     ctx = mp.get_context("fork")  # Lava requires fork; workers inherit the graphs
     queue = ctx.Queue()
     bounds = np.linspace(0, x_seq.shape[1], jobs + 1).astype(int)
     procs = []
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
         args = (graph, qgraph, layers, x_seq[:, a:b], labels[a:b], batch, conv_model)
-        p = ctx.Process(target=_job, args=(args, queue), daemon=False)
+        p = ctx.Process(target=_job, args=(args, max(0, keep - a), i, queue), daemon=False)
         p.start()
         procs.append(p)
-    tally, finished, error = _Tally(layers, qgraph.time_steps), 0, None
+    parts, finished, error = {}, 0, None
     try:
         while finished < len(procs):
             kind, payload = queue.get()
             if kind == "progress":
                 bar.update(payload)
             elif kind == "done":
-                tally.merge(payload)
+                parts[payload[0]] = payload[1:]
                 finished += 1
             else:
                 error, finished = payload, finished + 1
@@ -170,10 +228,21 @@ def _parallel(graph, qgraph, layers, x_seq, labels, batch, conv_model, jobs, bar
                     p.terminate()
     if error:
         raise RuntimeError(f"parity worker failed: {error}")
-    return tally
+    tally, record = _Tally(layers, qgraph.time_steps), None
+    for i in range(len(procs)):
+        part_tally, part_record = parts[i]
+        tally.merge(part_tally)
+        if part_record is not None:
+            if record is None:
+                record = part_record
+            else:
+                record.extend(part_record)
+    return tally, record
 
 
-def summarize(tally: _Tally, qgraph: QuantGraph, seconds: float, jobs: int) -> dict:
+def summarize(tally: _Tally, qgraph: QuantGraph) -> dict:
+    """parity.json's content: a function of the samples alone (no timing), so a run split
+    in shards and merged writes the same bytes as one run."""
     labels = np.asarray(tally.labels)
     n = len(labels)
     preds = {k: np.asarray(v) for k, v in tally.pred.items()}
@@ -195,8 +264,6 @@ def summarize(tally: _Tally, qgraph: QuantGraph, seconds: float, jobs: int) -> d
         "accuracy": acc, "prediction_agreement": agree,
         "bit_exact_emulation_vs_lava": all(l["bit_exact"] for l in layers),
         "layers": layers,
-        "lava_seconds": round(seconds, 3), "jobs": jobs,
-        "throughput_samples_per_s": round(n / seconds, 3) if seconds > 0 else None,
     }
 
 
@@ -218,14 +285,19 @@ def markdown(result: dict) -> str:
         el = np.mean(l["agreement"]["emulation_vs_lava"]) * 100
         lines.append(f"| {l['name']} | {l['neurons']} | {fl:.3f} % | {el:.3f} % | "
                      f"{sum(l['spikes']['float'])} | {sum(l['spikes']['lava'])} |")
-    tp = result.get("throughput_samples_per_s")
-    lines += ["", f"Wall time {result['lava_seconds']} s with {result['jobs']} job(s) "
-              f"(float + emulation + Lava): {tp} samples/s."]
     stock = result.get("stock_conv_check")
-    if stock:
-        lines += ["", f"Conv model: kdsnn's vectorised one for the run above; Lava's stock "
-                  f"`PyConvModelFixed` on the first {stock['samples']} sample(s) gives the same "
-                  f"bits: **{'yes' if stock['bit_exact'] else 'NO'}**."]
+    if result.get("conv_model", "lava") == "lava":
+        lines += ["", "Synapse models: Lava's stock fixed_pt `PyConvModelFixed` / "
+                  "`PyDenseModelBitAcc` throughout."]
+    elif stock:
+        lines += ["", f"Synapse models: kdsnn's BLAS Conv/Dense models "
+                  f"(`{result['conv_model']}`) for the run above; Lava's stock "
+                  f"`PyConvModelFixed` / `PyDenseModelBitAcc` on the first {stock['samples']} "
+                  f"sample(s) give the same bits: **{'yes' if stock['bit_exact'] else 'NO'}**."]
+    else:
+        lines += ["", f"Synapse models: kdsnn's BLAS Conv/Dense models "
+                  f"(`{result['conv_model']}`); **not re-checked** with Lava's stock models "
+                  "in this run (`--stock-check 0`)."]
     full = result.get("emulation_full_test")
     if full:
         lines += ["", "## Which figure is which", "",

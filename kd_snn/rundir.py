@@ -52,8 +52,12 @@ class RunDir:
             raise KdsnnError(f"run directory '{self.path}' is not writable ('{d}' is read-only)")
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self, name: str = LOCK_NAME, clean: bool = True) -> Iterator[None]:
         """Hold the run's exclusive writer lock; a second writer is refused naming the holder.
+
+        ``name``: another lock file for work that writes only its own files beside other
+        writers (a parity shard: ``RUN/.kdsnn-parity-K-of-N.lock``); such a holder leaves
+        other writers' temp files alone (``clean=False``).
 
         The lock is an OS file lock (``filelock``), so a crashed holder releases it.  The
         lock file exists only while a command holds it (removed before the release), and
@@ -68,7 +72,7 @@ class RunDir:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise KdsnnError(f"cannot create run directory '{self.path}': {exc.strerror}") from None
-        path = self.path / LOCK_NAME
+        path = self.path / name
         left_by_crash = _read_bytes(path)  # a killed holder's file: kept as is if we fail
         lock = FileLock(str(path), timeout=0)
         try:
@@ -83,7 +87,8 @@ class RunDir:
         ok = False
         try:
             _write_pid(path)
-            remove_stale_temps(self.path)  # a killed writer's leftovers: nobody else writes now
+            if clean:
+                remove_stale_temps(self.path)  # a killed writer's leftovers: nobody else writes
             yield
             ok = True
         finally:

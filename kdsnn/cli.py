@@ -81,21 +81,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", type=int, default=256, help="calibration samples (train set)")
     p.add_argument("--samples", type=int, help="test samples for the quantized accuracy")
 
-    p = sub.add_parser("parity", help="float vs integer emulation vs Lava fixed_pt")
+    p = sub.add_parser("parity", help="float vs integer emulation vs Lava fixed_pt",
+                       description="Run the first --samples test samples through the float "
+                       "student, the integer emulation and Lava's fixed_pt simulator and "
+                       "compare them spike by spike. Split over machines with --shard K/N "
+                       "(each writes RUN/parity/shards/K-of-N.json), then --merge.")
     _add_run(p, config=False)
     p.add_argument("--samples", type=int, default=100, help="test samples (default 100)")
     p.add_argument("--jobs", type=int, default=1, help="parallel Lava processes")
     p.add_argument("--batch", type=int, default=16, help="samples per Lava segment")
-    p.add_argument("--conv-model", choices=("lava", "fast"), default="lava",
-                   help="Lava's stock fixed_pt Conv model, or kdsnn's bit-identical vectorised "
-                        "one (much faster for wide layers; the stock model then re-checks the "
-                        "first 2 samples)")
+    p.add_argument("--conv-model", choices=("fast", "lava"), default="fast",
+                   help="synapse models: kdsnn's BLAS Conv/Dense models with the stock "
+                        "arithmetic (default; Lava's stock models re-check the first "
+                        "--stock-check samples) or Lava's stock models throughout ('lava')")
+    p.add_argument("--stock-models", action="store_true",
+                   help="Lava's stock fixed_pt models throughout (= --conv-model lava)")
+    p.add_argument("--stock-check", type=int, default=2, metavar="N",
+                   help="samples re-run with Lava's stock models when the fast ones run "
+                        "(default 2; 0 skips the re-check, and parity.md says so)")
+    p.add_argument("--shard", metavar="K/N",
+                   help="run only the K-th of N disjoint slices of the samples and write "
+                        "RUN/parity/shards/K-of-N.json (needs 'kdsnn export --target lava')")
+    p.add_argument("--merge", action="store_true",
+                   help="combine RUN/parity/shards/*-of-N.json into parity.json/md (the "
+                        "same bytes one run writes)")
     p.add_argument("--no-full-test", dest="full_test", action="store_false",
-                   help="skip the integer emulation's accuracy over the whole test split")
+                   help="skip the integer emulation's accuracy over the whole test split "
+                        "(reused from export when stored for the same quantized graph)")
 
     p = sub.add_parser("report", help="energy and sparsity report of the student")
     _add_run(p, config=False)
-    p.add_argument("--samples", type=int, default=256, help="test samples analysed")
+    p.add_argument("--samples", type=int, default=None,
+                   help="test samples analysed (default 256; with --source lava/both the "
+                        "samples whose Lava spikes the last parity run kept, when it did)")
     p.add_argument("--source", choices=("torch", "lava", "both"), default="torch",
                    help="spike counts from PyTorch, from a Lava run, or both side by side")
     p.add_argument("--profile", action="append", default=None,

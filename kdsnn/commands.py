@@ -163,50 +163,9 @@ def _load_quant_or_make(run: RunDir, progress: bool):
     return graph, balanced, qgraph
 
 
-def parity_command(args) -> int:
-    import lava.proc.lif.process  # noqa: F401  (fixes the fork start method first)
-
-    from export.pipeline import quantized_accuracy, sample_inputs
-    from hardware import parity
-    from kd_snn.io import write_json, write_text
-
-    _positive(samples=args.samples, jobs=args.jobs, batch=args.batch)
-    run, cfg = _run_for_export(args)
-    with writing(run):
-        _, balanced, qgraph = _load_quant_or_make(run, not args.no_progress)
-        x, y = sample_inputs(cfg, "test", args.samples)
-        result = parity.run_parity(balanced, qgraph, x, y, jobs=args.jobs, batch=args.batch,
-                                   progress=not args.no_progress, conv_model=args.conv_model)
-        if args.conv_model == "fast":  # the claim stays "against Lava's own models"
-            k = min(2, x.shape[1])
-            stock = parity.run_parity(balanced, qgraph, x[:, :k], y[:k], jobs=1, batch=k,
-                                      progress=False, conv_model="lava")
-            result["stock_conv_check"] = {"samples": k,
-                                          "bit_exact": stock["bit_exact_emulation_vs_lava"]}
-            result["bit_exact_emulation_vs_lava"] &= stock["bit_exact_emulation_vs_lava"]
-        if args.full_test:
-            x_all, y_all = sample_inputs(cfg, "test", None)
-            result["emulation_full_test"] = quantized_accuracy(
-                balanced, qgraph, x_all, y_all, progress=not args.no_progress)
-        out = run.subdir("parity")
-        write_json(out / "parity.json", result)
-        write_text(out / "parity.md", parity.markdown(result))
-        parity.plot(result, out / "parity.png")
-        run.update_metrics("parity", {"accuracy": result["accuracy"],
-                                      "samples": result["samples"],
-                                      "bit_exact": result["bit_exact_emulation_vs_lava"],
-                                      "lava_samples_per_s": result["throughput_samples_per_s"],
-                                      "emulation_full_test": result.get("emulation_full_test")})
-    acc = result["accuracy"]
-    full = result.get("emulation_full_test")
-    if full:
-        print(f"integer emulation on the whole test split ({full['samples']} samples): "
-              f"fixed point {full['quantized'] * 100:.2f}% (float {full['float'] * 100:.2f}%)")
-    print(f"parity on {result['samples']} samples: float {acc['float'] * 100:.2f}%, emulation "
-          f"{acc['emulation'] * 100:.2f}%, Lava {acc['lava'] * 100:.2f}%; emulation == Lava "
-          f"bit for bit: {'yes' if result['bit_exact_emulation_vs_lava'] else 'NO'}; "
-          f"{result['throughput_samples_per_s']} samples/s  -> {out / 'parity.md'}")
-    return 0
+def _parity(args) -> int:
+    from kdsnn.parity_cmd import parity_command
+    return parity_command(args)
 
 
 def _compare_entries(names: list) -> list:
@@ -235,18 +194,20 @@ def report_command(args) -> int:
     run, cfg = _run_for_export(args)
     runs = _compare_entries(args.compare)
     with writing(run):
-        x, y = sample_inputs(cfg, "test", args.samples)
+        use_lava, kept = args.source in ("lava", "both"), None
+        if use_lava:
+            import lava.proc.lif.process  # noqa: F401
+            _, _, qgraph = _load_quant_or_make(run, not args.no_progress)
+            kept = _parity_spikes(run, qgraph)
+        n = args.samples or (kept.samples if kept is not None else 256)
+        x, y = sample_inputs(cfg, "test", n)
         _, _, graph = load_student(run)
         stats = {}
         if args.source in ("torch", "both"):
             stats["torch"] = analyze_graph(graph, x, source="torch")
-        if args.source in ("lava", "both"):
-            import lava.proc.lif.process  # noqa: F401
+        if use_lava:
             import torch
-            from export.fixed_point import encode_input
-            from hardware.lava_sim import run_lava
-            _, _, qgraph = _load_quant_or_make(run, not args.no_progress)
-            readout, spikes = run_lava(qgraph, encode_input(x), record=True)
+            readout, spikes = _lava_run_or_reuse(kept, qgraph, x, not args.no_progress)
             stats["lava"] = analyze_graph(qgraph, x, spikes=spikes, source="lava")
             lava_acc = float((torch.as_tensor(readout).argmax(1) == torch.as_tensor(y))
                              .double().mean())
@@ -282,6 +243,38 @@ def report_command(args) -> int:
     _print_report_summary(report)
     print(f"report: {run.subdir('report') / 'report.md'}")
     return 0
+
+
+def _parity_spikes(run: RunDir, qgraph):
+    """The Lava spikes the last parity run kept (RUN/parity/lava_spikes.npz) when they are
+    of this very quantized graph (``QuantGraph.digest``); else None."""
+    from hardware.spike_record import SpikeRecord
+
+    path = run.subdir("parity") / "lava_spikes.npz"
+    if not kio.exists(path):
+        return None
+    try:
+        rec = SpikeRecord.from_bytes(kio.read_bytes(path))
+    except (OSError, ValueError):
+        return None  # a broken cache is only a miss
+    return rec if rec.digest == qgraph.digest() and rec.samples else None
+
+
+def _lava_run_or_reuse(rec, qgraph, x, progress: bool) -> tuple:
+    """``(readout, spikes)`` of the samples ``x`` (the first of the test split): parity's
+    when its record covers them, else a Lava run with the fast synapse models."""
+    from export.fixed_point import encode_input
+    from hardware.lava_sim import run_lava_batches
+
+    n = x.shape[1]
+    if rec is not None and rec.samples >= n:
+        print(f"Lava spikes: reused from the parity run ({n} of the {rec.samples} samples in "
+              f"parity/lava_spikes.npz, quantized graph sha256 {rec.digest[:12]})")
+        return rec.first(n)
+    print(f"Lava spikes: running Lava on {n} samples (no parity run of this quantized graph "
+          "kept them)")
+    return run_lava_batches(qgraph, encode_input(x), conv_model="fast", progress=progress,
+                            desc="report: Lava")
 
 
 def _print_report_summary(report: dict) -> None:
@@ -438,7 +431,7 @@ COMMANDS = {
     "eval": eval_command,
     "quantize": quantize_command,
     "export": export_command,
-    "parity": parity_command,
+    "parity": lambda a: _parity(a),
     "report": report_command,
     "configs": configs_command,
     "ablate": ablate_command,

@@ -39,7 +39,7 @@ def test_residual_graph_has_fan_in_and_relays(residual_student):
 
 def test_lava_equals_emulation_bit_for_bit_on_20_samples(residual_student):
     model, graph, balanced, q, x, y = residual_student
-    result = parity.run_parity(balanced, q, x, y, jobs=1, batch=10, progress=False)
+    result = parity.run_parity(balanced, q, x, y, jobs=1, batch=10, progress=False).result
     assert result["samples"] == 20
     assert result["bit_exact_emulation_vs_lava"]
     for layer in result["layers"]:
@@ -55,8 +55,8 @@ def test_lava_equals_emulation_bit_for_bit_on_20_samples(residual_student):
 
 def test_parallel_jobs_give_the_same_tallies(residual_student):
     _, _, balanced, q, x, y = residual_student
-    one = parity.run_parity(balanced, q, x[:, :6], y[:6], jobs=1, batch=6, progress=False)
-    two = parity.run_parity(balanced, q, x[:, :6], y[:6], jobs=2, batch=3, progress=False)
+    one = parity.run_parity(balanced, q, x[:, :6], y[:6], jobs=1, batch=6, progress=False).result
+    two = parity.run_parity(balanced, q, x[:, :6], y[:6], jobs=2, batch=3, progress=False).result
     for a, b in zip(one["layers"], two["layers"]):
         assert a["spikes"] == b["spikes"] and a["agreement"] == b["agreement"]
     assert one["accuracy"] == two["accuracy"]
