@@ -83,7 +83,8 @@ def quantize_run(run: RunDir, graph: DeployGraph, calib_samples: int = 256, log=
 
 def quantized_accuracy(graph: DeployGraph, qgraph, x_seq: torch.Tensor, labels: np.ndarray,
                        batch: int = 128, progress: bool = False) -> dict:
-    """Test accuracy of the float graph and of its integer emulation."""
+    """Test accuracy of the float graph (in float32, as the student runs in PyTorch) and of
+    its integer emulation."""
     from kd_snn.progress import progress as make_progress
 
     from .emulate import emulate
@@ -94,7 +95,7 @@ def quantized_accuracy(graph: DeployGraph, qgraph, x_seq: torch.Tensor, labels: 
     for a in make_progress(desc="accuracy (float + emulation)", unit="batch", iterable=starts,
                            enabled=progress, every=10):
         xb, yb = x_seq[:, a:a + batch], labels[a:a + batch]
-        pf = run_float(graph, xb)[0].argmax(1).numpy()
+        pf = run_float(graph, xb.float())[0].argmax(1).numpy()
         v, _ = emulate(qgraph, encode_input(xb), record=False)
         pq = np.asarray(v).reshape(len(yb), -1).argmax(1)
         correct_f += int((pf == yb).sum())

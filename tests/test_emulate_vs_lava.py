@@ -266,3 +266,26 @@ def test_float32_accumulation_only_where_the_bound_proves_it_exact():
     assert torch.equal(got, exact)
     spikes = QuantConnection("c", "conv", np.full((4, 2, 3, 3), 127, np.int64), padding=(1, 1))
     assert accumulation_dtype(spikes) == torch.float32  # binary input: 18 * 127
+
+
+@pytest.mark.parametrize("du,dv,scale,bias_exp", [(4095, 300, 40, 0), (1500, 0, 300_000, 6),
+                                                  (0, 4095, 2 ** 24, 0), (4095, 1024, 2 ** 26, 7),
+                                                  (100, 2000, 50, 12), (0, 100, 2 ** 17 - 1, 0)])
+def test_lif_layer_equals_the_step_loop(du, dv, scale, bias_exp):
+    """``emulate.lif_layer`` (float64 state, wraps only where a bound says they occur) ==
+    looping ``lif_step`` in int64, including u wraps, v saturation and int32 carries."""
+    from export.emulate import UV_MAX, _lif_layer_steps, lif_layer
+    g = torch.Generator().manual_seed(du + dv + bias_exp)
+    a = torch.randint(-scale, scale + 1, (5, 3, 17), generator=g, dtype=torch.int64)
+    if scale == 2 ** 17 - 1:  # the fast path's own u wrap: u' accumulates past 2**23
+        a[:, 0] = scale
+        stats = {}
+        _lif_layer_steps(a, du, dv, torch.zeros(3, 17, dtype=torch.int64), 0, stats)
+        assert stats["max_u"] > UV_MAX
+    bias = torch.randint(-4095, 4096, (3, 17), generator=g, dtype=torch.int64) << bias_exp
+    for vth in (0, 25, 2 ** 17 - 1):
+        got_stats, want_stats = {"readout": vth > 2 ** 16}, {"readout": vth > 2 ** 16}
+        s1, v1 = lif_layer(a, du, dv, bias, vth, got_stats)
+        s2, v2 = _lif_layer_steps(a, du, dv, bias, vth, want_stats)
+        assert torch.equal(s1, s2) and torch.equal(v1, v2) and v1.dtype == torch.int64
+        assert got_stats == want_stats
