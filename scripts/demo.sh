@@ -10,8 +10,8 @@ K=.venv/bin/kdsnn
 $K teacher --config digits "$RUN" --force
 $K distill "$RUN" --force
 $K export "$RUN" --target all
-$K parity "$RUN" --samples "$PARITY_SAMPLES" --conv-model fast  # stock Conv re-checks 2 samples
-$K report "$RUN" --source both --samples 64 --html
+$K parity "$RUN" --samples "$PARITY_SAMPLES"  # fast synapse models; the stock ones re-check 2 samples
+$K report "$RUN" --source both --html  # Lava spikes: those parity kept
 echo
 echo "== summary ($RUN/metrics.json) =="
 .venv/bin/python - "$RUN" <<'PY'

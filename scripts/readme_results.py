@@ -141,9 +141,11 @@ def results_block(data: dict, run_label: str, machine: str) -> str:
         + "; ".join(energy) + ".",
         f"Time: teacher training {m('teacher', 'train_seconds'):.0f} s, student training "
         f"{m('student', 'train_seconds'):.0f} s; Lava {m('parity', 'lava_samples_per_s')} "
-        f"samples/s with `--jobs {p('jobs')}` (Conv model `{parity.get('conv_model', 'lava')}`"
-        + (f"; Lava's stock Conv model re-checked {parity['stock_conv_check']['samples']} "
-           f"samples: bit-exact {'yes' if parity['stock_conv_check']['bit_exact'] else 'NO'}"
+        f"samples/s with `--jobs {metrics['parity'].get('jobs') or parity.get('jobs')}` "
+        f"(synapse models `{parity.get('conv_model', 'lava')}`"
+        + (f"; Lava's stock Conv/Dense models re-checked "
+           f"{parity['stock_conv_check']['samples']} samples: bit-exact "
+           f"{'yes' if parity['stock_conv_check']['bit_exact'] else 'NO'}"
            if parity.get("stock_conv_check") else "") + ").",
         "Which figures depend on the machine: training is floating point, so the trained "
         "weights, and with them every accuracy, spike and energy figure above, depend on the "

@@ -14,6 +14,8 @@ from kd_snn.data.encoding import encode
 from kd_snn.data.loader import make_loader
 from kd_snn.data.registry import DataSpec, build_dataset, dataset_spec, list_datasets, register
 from kd_snn.data.saccade import EventVersion, saccade_events, saccade_events_batch
+from kd_snn.data import catalog  # noqa: E402,F401  (registers the shipped data sets; the
+#                                   registry itself imports none of them: no circle)
 
 __all__ = ["DataSpec", "build_dataset", "dataset_spec", "list_datasets", "register", "encode",
            "make_loader", "EventVersion", "saccade_events", "saccade_events_batch"]

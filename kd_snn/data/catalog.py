@@ -1,4 +1,4 @@
-"""The registered data sets (imported lazily by the registry)."""
+"""The shipped data sets, registered when ``kd_snn.data`` is imported."""
 from __future__ import annotations
 
 import os
@@ -13,7 +13,7 @@ from kd_snn.data.common import cache_dir, check_opts
 from kd_snn.data.events import (CIFAR10DVS_CLASSES, CIFAR10DVS_SENSOR, NMNIST_SENSOR,
                                 FramedEvents, cifar10dvs_split, find_cifar10dvs, find_nmnist,
                                 read_cifar10dvs, read_nmnist)
-from kd_snn.data.registry import DataSpec, register
+from kd_snn.data.registry import DataSpec, build_dataset, register
 from kd_snn.data.saccade import EventVersion, default_amplitude
 from kd_snn.data.static import ArrayDataset, cifar_arrays, digits_arrays, idx_arrays
 
@@ -155,7 +155,6 @@ def event_cache_dir(root: Optional[str], explicit=None) -> Path:
 def _build_events(name, static_name):
     def build(split, root=None, download=False, **opts):
         check_opts(name, opts, EVENT_OPTS)
-        from kd_snn.data.registry import build_dataset
         base = build_dataset(static_name, split, root=root, download=download,
                              **({"limit": opts["limit"]} if opts.get("limit") else {}))
         T = int(opts.get("time_steps") or SPECS[name].default_time_steps)

@@ -34,12 +34,10 @@ def register(spec: DataSpec, builder: Callable) -> None:
 
 
 def list_datasets() -> Tuple[str, ...]:
-    _ensure_loaded()
     return tuple(sorted(_REGISTRY))
 
 
 def _lookup(name: str):
-    _ensure_loaded()
     key = str(name).strip().lower().replace("-", "_")
     if key not in _REGISTRY:
         raise KdsnnError(
@@ -78,7 +76,3 @@ def build_dataset(name: str, split: str, root: Optional[str] = None, download: b
         raise KdsnnError(f"unknown split {split!r} for data set {name!r}; choices: train, test")
     return builder(split=split, root=root, download=download, **opts)
 
-
-def _ensure_loaded() -> None:
-    if not _REGISTRY:
-        from kd_snn.data import catalog  # noqa: F401  (registers everything)
