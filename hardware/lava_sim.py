@@ -41,7 +41,8 @@ ResNet-20 (width 4, 29 layers with relays) ~12 steps/s = ~2 samples/s with
 ``conv_model="fast"``; compiling takes 1-10 s once per ``LavaRunner``.  The stock
 ``PyConvModelFixed`` runs one scipy ``convolve2d`` per (out, in) channel pair per step
 (minutes per sample for 256-channel layers): ``conv_model="fast"`` swaps in
-``hardware.lava_procs.fast_conv`` (same arithmetic, tested bit for bit against it).
+``hardware.lava_procs.blas_synapses`` for Conv and Dense (the stock arithmetic as exact
+BLAS products, tested bit for bit against the stock models).
 Depthwise convs with >= 128 groups are regrouped (Lava's ``groups`` Var is int8).
 """
 from __future__ import annotations
@@ -343,6 +344,9 @@ def run_lava_batches(qgraph: QuantGraph, x_int_seq, batch: int = 16, conv_model:
     bar = make_progress(total=n, unit="sample", desc=f"{desc} ({conv_model} synapses)",
                         enabled=progress, every=10)
     reads, chunks = [], {}
+    if progress:
+        bar.write(f"{desc}: {n} samples in batches of {batch}; the first includes building "
+                  "and compiling the process network")
     try:
         with LavaRunner(qgraph, chunk_samples=batch, record=True,
                         conv_model=conv_model) as runner:

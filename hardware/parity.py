@@ -176,6 +176,10 @@ def run_parity(graph: DeployGraph, qgraph: QuantGraph, x_seq: torch.Tensor, labe
     jobs = max(1, min(int(jobs), n))
     bar = make_progress(total=n, unit="sample", desc=f"parity (Lava, {conv_model} synapses)",
                         enabled=progress, every=10)
+    if progress:  # compiling is part of the first batch: say so before the bar's first mark
+        procs = 2 + sum(1 + len(l.connections) + int(l.spiking) for l in qgraph.layers)
+        bar.write(f"Lava: {procs} processes x {jobs} job(s), {conv_model} synapse models; "
+                  f"the first batch of {min(batch, n)} includes building and compiling")
     t0 = time.time()
     try:
         if jobs == 1:
