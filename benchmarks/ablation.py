@@ -1,25 +1,29 @@
 """The paper's ablations on Fashion-MNIST and its event version (kdsnn ablate).
 
-Every variant (ANN teacher; SNN without KD; logit KD; NLD only; SAMD only; SAMD + NLD with
-softmax, z-score and L2-norm scaling; CAM-CAM) x 3 seeds x {fashion_mnist,
-fashion_mnist_events}, one fixed budget per data set (kd_snn/configs/ablation_fmnist*.yaml),
-on CPU. Resumable: rerun the same command to continue.
-
     nice -n 10 .venv/bin/python benchmarks/ablation.py [--out runs/ablation] [--jobs 2] [--save]
 
-is the same as ``kdsnn ablate runs/ablation --data both --seeds 0 1 2 --jobs 2``; it prints
-the table, and ``--save`` copies OUT/ablation.md and .json to
-benchmarks/results/ablation_fmnist.{md,json}.
+is the first, one-epoch grid: every variant x 3 seeds x {fashion_mnist,
+fashion_mnist_events} (``kdsnn ablate runs/ablation --data both --seeds 0 1 2 --jobs 2``);
+``--save`` copies OUT/ablation.{md,json,png} to benchmarks/results/ablation_fmnist.*.
 
-    nice -n 10 .venv/bin/python benchmarks/ablation.py --converged [--save]
+    nice -n 19 .venv/bin/python benchmarks/ablation.py --ablation NAME [--save]
 
-is the converged ablation of issue 12 (about 80 minutes on 2 cores): first the shared
-teacher, ``kdsnn teacher --config ablation_fmnist_teacher runs/fmnist_teacher`` (full 60k
-training split, 20 epochs; skipped when it exists, resumed when interrupted), then
-``kdsnn ablate runs/ablation_converged --config ablation_fmnist_converged --teacher
-runs/fmnist_teacher --modes spiking reference`` over 6 variants x 3 seeds, and seeds 3 and
-4 for a student mode where some variant's std over those 3 exceeds 1 point; ``--save``
-writes benchmarks/results/ablation_converged.{md,json,png}.
+runs one converged ablation (NAME in :data:`ABLATIONS`; ``--converged`` = ``--ablation
+converged``): first its shared teacher, ``kdsnn teacher --config <teacher config> RUN``
+(full 60k training split, 20 epochs; skipped when it exists, resumed when interrupted), then
+``kdsnn ablate runs/ablation_NAME --config <base config> --teacher RUN ...`` at the converged
+budget (students: first 5000 images, 20 epochs), 3 seeds, and seeds 3 and 4 for a student mode
+where some variant's std over those 3 exceeds 1 point. Resumable: rerun the same command.
+``--save`` writes benchmarks/results/ablation_NAME.{md,json,png} (partial results too: the
+tables say how many runs finished).
+
+- ``converged``  (issue 12) none, logit_kd, nld, samd, samd_nld, camcam; spiking and reference
+  students (~90 min on 2 cores);
+- ``scaling``    (issue 21) SAMD + NLD with softmax / z-score / L2 scaling and none, paired also
+  against samd_nld (softmax), the paper's CIFAR-100 ordering;
+- ``spikformer`` (issue 21) none, logit_kd, samd_nld with a Spikformer-1-32 student;
+- ``events``     (issue 21) none, logit_kd, nld, samd, samd_nld on fashion_mnist_events, with
+  its own event-data teacher (T = 10: the costliest).
 """
 from __future__ import annotations
 
@@ -33,34 +37,58 @@ sys.path.insert(0, str(HERE.parent))
 
 from kdsnn.cli import main as kdsnn_main  # noqa: E402
 
+SPREAD = ["--extra-seeds", "3", "4", "--extra-if-std", "1"]
+#: name -> (teacher config, default teacher run, data set, student base config, ablate args)
+ABLATIONS = {
+    "converged": ("ablation_fmnist_teacher", "runs/fmnist_teacher", "fashion_mnist",
+                  "ablation_fmnist_converged",
+                  ["--modes", "spiking", "reference", "--variants", "none", "logit_kd", "nld",
+                   "samd", "samd_nld", "camcam"]),
+    "scaling": ("ablation_fmnist_teacher", "runs/fmnist_teacher", "fashion_mnist",
+                "ablation_fmnist_converged",
+                ["--variants", "none", "samd_nld", "samd_nld_zscore", "samd_nld_l2",
+                 "--reference", "samd_nld"]),
+    "spikformer": ("ablation_fmnist_teacher", "runs/fmnist_teacher", "fashion_mnist",
+                   "ablation_fmnist_spikformer",
+                   ["--variants", "none", "logit_kd", "samd_nld"]),
+    "events": ("ablation_fmnist_events_teacher", "runs/fmnist_events_teacher",
+               "fashion_mnist_events", "ablation_fmnist_events_converged",
+               ["--variants", "none", "logit_kd", "nld", "samd", "samd_nld"]),
+}
+
+
+def train_teacher(config: str, teacher: Path) -> int:
+    """The shared teacher, once: skipped when trained, resumed when interrupted."""
+    if (teacher / "teacher" / "model.safetensors").is_file():
+        return 0
+    resume = ["--resume"] if (teacher / "teacher" / "state.safetensors").is_file() else []
+    return kdsnn_main(["teacher", "--config", config, "--no-progress", *resume, str(teacher)])
+
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", help="output directory (resumable; default runs/ablation, "
-                                  "runs/ablation_converged with --converged)")
-    p.add_argument("--converged", action="store_true",
-                   help="the converged low-data ablation (shared 60k teacher, both modes)")
-    p.add_argument("--teacher", default="runs/fmnist_teacher",
-                   help="--converged: the shared teacher's run directory")
+                                  "runs/ablation_NAME with --ablation NAME)")
+    p.add_argument("--ablation", choices=sorted(ABLATIONS),
+                   help="one converged ablation (shared 60k teacher)")
+    p.add_argument("--converged", action="store_true", help="= --ablation converged")
+    p.add_argument("--teacher", help="the shared teacher's run directory (default: "
+                                     "runs/fmnist_teacher, runs/fmnist_events_teacher for events)")
     p.add_argument("--seeds", nargs="+", default=["0", "1", "2"], help="seeds (default 0 1 2)")
     p.add_argument("--jobs", type=int, default=2, help="parallel runs (default 2)")
     p.add_argument("--save", action="store_true",
-                   help="copy the results to benchmarks/results/ablation_fmnist.{md,json}")
+                   help="copy the results to benchmarks/results/<name>.{md,json,png}")
     args = p.parse_args()
-    if args.converged:
-        out, name = Path(args.out or "runs/ablation_converged"), "ablation_converged"
-        teacher = Path(args.teacher)
-        if not (teacher / "teacher" / "model.safetensors").is_file():
-            resume = ["--resume"] if (teacher / "teacher" / "state.safetensors").is_file() \
-                else []
-            rc = kdsnn_main(["teacher", "--config", "ablation_fmnist_teacher", "--no-progress",
-                             *resume, str(teacher)])
-            if rc != 0:
-                return rc
-        cmd = ["ablate", str(out), "--data", "fashion_mnist", "--config",
-               "ablation_fmnist_converged", "--teacher", str(teacher), "--modes", "spiking",
-               "reference", "--variants", "none", "logit_kd", "nld", "samd", "samd_nld",
-               "camcam", "--extra-seeds", "3", "4", "--extra-if-std", "1"]
+    which = "converged" if args.converged else args.ablation
+    if which is not None:
+        teacher_config, default_teacher, data, config, extra = ABLATIONS[which]
+        out, name = Path(args.out or f"runs/ablation_{which}"), f"ablation_{which}"
+        teacher = Path(args.teacher or default_teacher)
+        rc = train_teacher(teacher_config, teacher)
+        if rc != 0:
+            return rc
+        cmd = ["ablate", str(out), "--data", data, "--config", config, "--teacher",
+               str(teacher), *extra, *SPREAD]
     else:
         out, name = Path(args.out or "runs/ablation"), "ablation_fmnist"
         cmd = ["ablate", str(out), "--data", "both"]

@@ -202,7 +202,8 @@ def teacher_info(path) -> tuple[Path, dict]:
             "model": model.get("name"), "width": model.get("width"),
             "num_classes": model.get("num_classes"), "in_channels": model.get("in_channels"),
             "data": meta.get("data"), "train_samples": train_samples(limit),
-            "epochs": metrics.get("epochs"), "test_accuracy": metrics.get("test_accuracy"),
+            "epochs": metrics.get("epochs"), "train_seconds": metrics.get("train_seconds"),
+            "test_accuracy": metrics.get("test_accuracy"),
             "best_test_accuracy": metrics.get("best_test_accuracy"),
             "curve": read_curve(model_path.parent / "metrics.csv")}
     return model_path, info
@@ -613,7 +614,9 @@ class Runner:
                "total_runs": len(planned),
                "elapsed_seconds_this_invocation": round(time.time() - self.t0, 1),
                "jobs": self.jobs, "threads_per_job": self.threads,
+               "cpu_seconds_total": round(sum(r.get("cpu_seconds") or 0 for r in runs), 1),
                "datasets_detail": per_group, "runs": runs}
+        refresh(obj)
         write_json(self.out / "ablation.json", obj)
         write_text(self.out / "ablation.md", markdown(obj))
         write_bytes(self.out / "ablation.png", plot(obj))
@@ -665,6 +668,66 @@ def compare(summary: dict, base: str = "none") -> dict:
             s["se_delta"] = se
             s["exceeds_2se"] = abs(s["delta"]) > 2 * se
     return summary
+
+
+def paired(values: dict, base: dict) -> dict:
+    """Paired comparison of two variants over the seeds both finished.
+
+    A seed fixes the teacher, the initialisation and the data order of every variant, so the
+    per-seed differences d = variant - base are paired: their mean, the 95 % t interval
+    mean +- t(0.975, n-1) * sd(d) / sqrt(n), the two-sided p of the paired t test, and the
+    sign count (wins / losses / ties of the variant).  Fewer than two pairs: no interval.
+    """
+    seeds = sorted(set(values) & set(base))
+    # accuracies are counts / test size: rounding drops float noise (equal gaps, exact ties)
+    diffs = [round(float(values[k]) - float(base[k]), 12) for k in seeds]
+    n = len(diffs)
+    out = {"n": n, "seeds": seeds, "differences": diffs,
+           "mean": statistics.fmean(diffs) if n else None, "sd": None, "ci95": None,
+           "p_value": None, "wins": sum(d > 0 for d in diffs),
+           "losses": sum(d < 0 for d in diffs), "ties": sum(d == 0 for d in diffs)}
+    if n >= 2:
+        from scipy.stats import t as student_t
+        sd = statistics.stdev(diffs)
+        half = float(student_t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+        if sd > 0:
+            p = 2 * float(student_t.sf(abs(out["mean"]) / (sd / math.sqrt(n)), n - 1))
+        else:
+            p = 1.0 if out["mean"] == 0 else 0.0
+        out.update(sd=sd, ci95=[out["mean"] - half, out["mean"] + half], p_value=p)
+    return out
+
+
+def counted_seeds(obj: dict, group: str) -> set:
+    """The seeds a group's statistics use: the base seeds, and the extra seeds unless the
+    spread rule decided they were not needed (then finished extras stay out)."""
+    extra = (obj["datasets_detail"][group].get("extra_seeds") or {}).get("ran")
+    return set(obj["seeds"]) | (set() if extra is False else set(obj.get("extra_seeds") or []))
+
+
+def paired_analysis(obj: dict, group: str) -> dict:
+    """``{base: {variant: paired(...)}}`` for a group, from the finished runs of a result
+    object; the bases are ``none`` and the ablation's ``reference`` variant, if any."""
+    seeds = counted_seeds(obj, group)
+    per_seed: dict = {}
+    for r in obj["runs"]:
+        if r.get("group", r["data"]) == group and r["variant"] != "teacher" and \
+                r["status"] == "done" and r["seed"] in seeds:
+            per_seed.setdefault(r["variant"], {})[r["seed"]] = r["test_accuracy"]
+    out = {}
+    for ref in dict.fromkeys(["none", *([obj["reference"]] if obj.get("reference") else [])]):
+        if ref in per_seed:
+            out[ref] = {v: paired(vals, per_seed[ref]) for v, vals in per_seed.items()
+                        if v != ref}
+    return out
+
+
+def refresh(obj: dict) -> dict:
+    """Recompute the derived paired analysis of a result object from its runs (for result
+    files written before it existed; the runs themselves are not touched)."""
+    for g in obj["datasets_detail"]:
+        obj["datasets_detail"][g]["paired"] = paired_analysis(obj, g)
+    return obj
 
 
 def _fmt(s: dict, short: bool = False) -> str:
@@ -721,6 +784,20 @@ def _pct(x) -> str:
     return "–" if x is None else f"{100 * x:.2f} %"
 
 
+def _order(variant: str) -> int:
+    return list(VARIANTS).index(variant) if variant in VARIANTS else len(VARIANTS)
+
+
+def paired_cells(pr: Optional[dict]) -> tuple[str, str]:
+    """('+0.78 [+0.21, +1.35]', '3 / 0 / 0') in points; blanks without pairs."""
+    if not pr or not pr["n"]:
+        return "", ""
+    text = f"{100 * pr['mean']:+.2f}"
+    if pr["ci95"] is not None:
+        text += f" [{100 * pr['ci95'][0]:+.2f}, {100 * pr['ci95'][1]:+.2f}]"
+    return text, f"{pr['wins']} / {pr['losses']} / {pr['ties']}"
+
+
 def _mean_of(runs: list, key: str) -> str:
     vals = [r[key] for r in runs if r.get(key)]
     return f"{statistics.fmean(vals):.0f}" if vals else ""
@@ -755,7 +832,10 @@ def markdown(obj: dict) -> str:
              "means to `none`; 2 SE = twice the standard error of that difference "
              "(sqrt(s²/n + s₀²/n₀)); `yes` where |Δ| exceeds it — a screening rule, not a "
              "test: with 3–5 seeds it is weaker than p < 0.05 and not corrected for the "
-             "several variants compared.  ",
+             "several variants compared. Paired Δ = mean over the seeds both finished of the "
+             "per-seed difference (a seed fixes teacher, initialisation and data order), "
+             "with its 95 % t interval (n − 1 degrees of freedom); + / − / = counts the "
+             "seeds where the variant is above / below / equal.  ",
              f"Compute: {sum(r.get('cpu_seconds') or 0 for r in obj['runs']):.0f} CPU s over "
              f"all runs; the last invocation took {obj['elapsed_seconds_this_invocation']:.0f} "
              f"s wall.", ""]
@@ -784,8 +864,10 @@ def markdown(obj: dict) -> str:
         lines += [f"- budget (identical for every student variant): "
                   f"{_budget_text(det['budget'])}", "",
                   "| variant | objective | test acc. % (mean ± std) | n | best epoch % "
-                  "| Δ vs none (pp) | 2 SE (pp) | \\|Δ\\| > 2 SE | wall s / run | CPU s / run |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| Δ vs none (pp) | 2 SE (pp) | \\|Δ\\| > 2 SE | paired Δ (pp) [95 % CI] "
+                  "| + / − / = | wall s / run | CPU s / run |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        vs_none = det.get("paired", {}).get("none", {})
         for v in [v for v in VARIANTS if v in det["summary"]]:  # JSON keys come sorted
             s = det["summary"][v]
             delta = f"{100 * s['delta']:+.2f}" if "delta" in s else ""
@@ -794,8 +876,16 @@ def markdown(obj: dict) -> str:
             best = _fmt(s["best"]) if s.get("best") else ""
             done = [r for r in by_key.get((g, v), []) if r["status"] == "done"]
             secs = [_mean_of(done, k) for k in ("wall_seconds", "cpu_seconds")]
+            pd, signs = paired_cells(vs_none.get(v))
             lines.append(f"| {v} | {VARIANTS[v][0]} | {_fmt(s)} | {s['n']} | {best} | "
-                         f"{delta} | {se2} | {sig} | {secs[0]} | {secs[1]} |")
+                         f"{delta} | {se2} | {sig} | {pd} | {signs} | {secs[0]} | {secs[1]} |")
+        ref = obj.get("reference")
+        if ref and ref != "none" and det.get("paired", {}).get(ref):
+            lines += ["", f"Paired against `{ref}` ({VARIANTS[ref][0]}):", "",
+                      f"| variant | pairs | paired Δ vs {ref} (pp) [95 % CI] | + / − / = |",
+                      "|---|---|---|---|"]
+            for v, pr in sorted(det["paired"][ref].items(), key=lambda i: _order(i[0])):
+                lines.append(f"| {v} | {pr['n']} | " + " | ".join(paired_cells(pr)) + " |")
         failed = [r for r in obj["runs"] if r.get("group", r["data"]) == g
                   and r["status"] != "done"]
         for r in failed:

@@ -332,6 +332,9 @@ def add_ablate_parser(subparsers) -> argparse.ArgumentParser:
                         "over --seeds exceeds --extra-if-std points")
     p.add_argument("--extra-if-std", type=float, default=1.0, metavar="PP",
                    help="threshold for --extra-seeds, in accuracy points (default 1.0)")
+    p.add_argument("--reference", metavar="V",
+                   help="a student variant every other one is also compared with, paired by "
+                        "seed (none always is), e.g. samd_nld for the SAMD scalings")
     p.add_argument("--jobs", type=int, default=1,
                    help="runs in parallel (worker processes, cores // jobs threads each)")
     return p
@@ -374,6 +377,10 @@ def ablate_command(args) -> int:
         if not args.extra_if_std >= 0:
             raise KdsnnError(f"--extra-if-std must be >= 0, got {args.extra_if_std}")
     variants = _variants(args.variants, external_teacher=args.teacher is not None)
+    if args.reference is not None and (args.reference == "teacher"
+                                       or args.reference not in variants):
+        raise KdsnnError(f"--reference {args.reference!r} must be one of the student variants "
+                         f"run ({', '.join(v for v in variants if v != 'teacher')})")
     modes = _modes(args.modes)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -398,6 +405,8 @@ def ablate_command(args) -> int:
         cmd += ["--teacher", args.teacher]
     if extra:
         cmd += ["--extra-seeds", *map(str, extra), "--extra-if-std", f"{args.extra_if_std:g}"]
+    if args.reference:
+        cmd += ["--reference", args.reference]
     if args.config:
         cmd += ["--config", args.config]
     for o in args.overrides:
@@ -407,7 +416,7 @@ def ablate_command(args) -> int:
     meta = {"command": shlex.join(cmd), "datasets": datasets, "seeds": seeds,
             "variants": variants, "modes": modes, "overrides": list(args.overrides),
             "config": args.config, "teacher": teacher, "extra_seeds": extra,
-            "extra_if_std": args.extra_if_std if extra else None}
+            "extra_if_std": args.extra_if_std if extra else None, "reference": args.reference}
     skipped = sum(t.status == "done" for t in tasks)
     maybe = sum(t.status == "conditional" for t in tasks)
     print(f"ablation: {len(tasks) - maybe} runs ({skipped} already finished)"

@@ -12,7 +12,7 @@ from kdsnn.cli import main as cli_main
 TINY = ["--set", "teacher.epochs=1", "--set", "student.epochs=1", "--set", "data.batch_size=64",
         "--set", "data.options.limit=128"]
 ARGS = ["--data", "digits", "--seeds", "0", "1", "--variants", "none", "logit_kd", "samd_nld",
-        *TINY]
+        "--reference", "samd_nld", *TINY]
 
 
 class Crash(BaseException):
@@ -50,10 +50,22 @@ def test_writes_json_and_table(grid, capsys):
         assert s["n"] == 2 and s["std"] is not None and len(s["values"]) == 2
     md = (grid / "ablation.md").read_text()
     assert "first 128 training samples" in md and "T = 4" in md and "`cnn`" in md
-    rows = [ln for ln in md.splitlines()
+    main_table = md.split("Paired against")[0]
+    rows = [ln for ln in main_table.splitlines()
             if ln.startswith("| ") and ln.split("|")[1].strip() in ablate.VARIANTS]
     assert [r.split("|")[1].strip() for r in rows] == order
     assert all(r.split("|")[4].strip() == "2" for r in rows)
+    # paired by seed, against none and against --reference samd_nld
+    acc = {(r["variant"], r["seed"]): r["test_accuracy"] for r in obj["runs"]}
+    pair = det["paired"]["none"]["samd_nld"]
+    assert pair["seeds"] == [0, 1] and pair["ci95"] is not None
+    assert pair["mean"] == pytest.approx(sum(acc["samd_nld", k] - acc["none", k]
+                                             for k in (0, 1)) / 2)
+    assert set(det["paired"]) == {"none", "samd_nld"}
+    assert set(det["paired"]["samd_nld"]) == {"none", "logit_kd"}
+    assert obj["reference"] == "samd_nld" and "--reference samd_nld" in obj["command"]
+    assert obj["cpu_seconds_total"] > 0
+    assert "paired Δ (pp) [95 % CI]" in md and "Paired against `samd_nld`" in md
 
 
 def test_rerun_skips_finished_runs(grid, capsys):
@@ -104,6 +116,8 @@ def test_changed_budget_is_refused(grid, capsys):
     (["--jobs", "0"], "--jobs"), (["--variants", "bogus"], "bogus"),
     (["--data", "nope"], "nope"), (["--seeds", "1", "1"], "duplicates"),
     (["--set", "loss.preset=none"], "loss.preset"), (["--set", "student.epochs=0"], "epochs"),
+    (["--variants", "none", "--reference", "samd"], "--reference"),
+    (["--reference", "teacher"], "--reference"),
 ])
 def test_bad_options_one_line(tmp_path, capsys, bad, words):
     assert cli_main(["ablate", str(tmp_path / "x"), "--data", "digits", *bad]) == 2
@@ -182,6 +196,50 @@ def test_compare_two_standard_errors():
     assert summary["a"]["delta"] == pytest.approx(0.03)
     assert summary["a"]["se_delta"] == pytest.approx(se) and summary["a"]["exceeds_2se"]
     assert not summary["b"]["exceeds_2se"] and "delta" not in summary["none"]
+
+
+def test_paired_differences_by_hand():
+    """Per-seed differences 1, 2, 3 pp: mean 2, sd 1, t(0.975, 2) = 4.302653, so the 95 %
+    interval is 2 +- 4.302653 / sqrt(3) = [-0.4841, 4.4841] pp; t = 2 sqrt(3) = 3.4641 gives
+    p = 0.07418 (two-sided, 2 dof). Seed 3 has no partner and is left out."""
+    pr = ablate.paired({0: 0.83, 1: 0.84, 2: 0.86}, {0: 0.82, 1: 0.82, 2: 0.83, 3: 0.90})
+    assert pr["seeds"] == [0, 1, 2] and pr["n"] == 3
+    assert pr["mean"] == pytest.approx(0.02) and pr["sd"] == pytest.approx(0.01)
+    assert pr["ci95"] == pytest.approx([-0.004841, 0.044841], abs=1e-6)
+    assert pr["p_value"] == pytest.approx(0.07418, abs=1e-5)
+    assert (pr["wins"], pr["losses"], pr["ties"]) == (3, 0, 0)
+    pr = ablate.paired({0: 0.80, 1: 0.80, 2: 0.79}, {0: 0.80, 1: 0.79, 2: 0.80})
+    assert (pr["wins"], pr["losses"], pr["ties"]) == (1, 1, 1)
+    assert pr["mean"] == pytest.approx(0) and pr["p_value"] == pytest.approx(1)
+    assert pr["ci95"] == pytest.approx([-0.024841, 0.024841], abs=1e-6)
+    pr = ablate.paired({0: 0.81, 1: 0.82}, {0: 0.80, 1: 0.81})  # sd 0: a point interval
+    assert pr["ci95"] == pytest.approx([0.01, 0.01]) and pr["p_value"] == 0.0
+    pr = ablate.paired({0: 0.81}, {0: 0.80, 1: 0.8})
+    assert pr["n"] == 1 and pr["ci95"] is None and pr["p_value"] is None
+    assert ablate.paired_cells(pr) == ("+1.00", "1 / 0 / 0")
+    assert ablate.paired_cells(ablate.paired({0: 0.83, 1: 0.84, 2: 0.86},
+                                             {0: 0.82, 1: 0.82, 2: 0.83})) == \
+        ("+2.00 [-0.48, +4.48]", "3 / 0 / 0")
+
+
+def test_refresh_pairs_the_counted_seeds():
+    """refresh() recomputes the paired analysis of an older result file from its runs:
+    extra seeds count only where the spread rule ran them."""
+    def run(group, variant, seed, acc):
+        return {"data": "d", "group": group, "variant": variant, "seed": seed,
+                "status": "done", "test_accuracy": acc}
+    runs = [run(g, v, k, 0.80 + 0.01 * k + (0.02 if v == "samd_nld" else 0))
+            for g in ("d", "d/reference") for v in ("none", "samd_nld") for k in (0, 1, 2)]
+    runs += [run("d", "teacher", 0, 0.9), run("d", "none", 2, 0.5)]  # (d, none, 2) replaced
+    obj = {"seeds": [0, 1], "extra_seeds": [2], "reference": None, "runs": runs[:-1],
+           "datasets_detail": {"d": {"extra_seeds": {"ran": False}},
+                               "d/reference": {"extra_seeds": {"ran": True}}}}
+    ablate.refresh(obj)
+    spiking = obj["datasets_detail"]["d"]["paired"]
+    assert list(spiking) == ["none"] and spiking["none"]["samd_nld"]["seeds"] == [0, 1]
+    ref = obj["datasets_detail"]["d/reference"]["paired"]["none"]["samd_nld"]
+    assert ref["seeds"] == [0, 1, 2] and ref["mean"] == pytest.approx(0.02)
+    assert ref["wins"] == 3
 
 
 @pytest.mark.parametrize("bad, words", [
