@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import shlex
@@ -25,24 +24,7 @@ from kd_snn.ablate import (BASE_EVENT, BASE_STATIC, DEFAULT_SEEDS, MODES, VARIAN
 from kd_snn.errors import KdsnnError
 from kd_snn.rundir import RunDir
 
-
-def _is_main_process() -> bool:
-    """torchrun starts one process per rank on the same run directory: rank 0 writes."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-@contextlib.contextmanager
-def writing(run: RunDir, transactional: bool = True):
-    """The run's writer lock, and (for file-producing commands) one transaction."""
-    lock = run.lock() if _is_main_process() else contextlib.nullcontext()
-    with lock, (kio.transaction() if transactional else contextlib.nullcontext()):
-        yield
-
-
-def _positive(**values) -> None:
-    for name, value in values.items():
-        if value is not None and value <= 0:
-            raise KdsnnError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+from .common import _load_quant_or_make, _positive, _run_for_export, writing  # noqa: F401
 
 
 # training ----------------------------------------------------------------------------
@@ -105,19 +87,6 @@ def eval_command(args) -> int:
 
 
 # export and hardware -----------------------------------------------------------------
-def _run_for_export(args) -> tuple:
-    """``(run, its config)`` for the commands after training; config and metrics checked."""
-    run = RunDir(args.run)
-    run.check_usable()
-    if not run.config_path.is_file():
-        raise KdsnnError(f"'{run.path}' is not a kdsnn run directory (no config.yaml)")
-    if args.overrides:
-        raise KdsnnError("--set is only for training commands; the run's config is used as is")
-    cfg = run.load_config()  # a broken config.yaml is refused first
-    run.read_metrics()
-    return run, cfg
-
-
 def quantize_command(args) -> int:
     from export.pipeline import export_run
 
@@ -139,28 +108,6 @@ def export_command(args) -> int:
         export_run(run, targets, args.calib, args.samples, progress=not args.no_progress)
     print(f"manifest: {run.subdir('export') / 'manifest.json'}")
     return 0
-
-
-def _load_quant_or_make(run: RunDir, progress: bool):
-    """The exported QuantGraph (RUN/export/student.quant.npz), made if missing."""
-    from export.latency import balance_latency
-    from export.pipeline import export_run, load_student
-    from export.fixed_point import load_quant
-
-    qpath = run.subdir("export") / "student.quant.npz"
-    if not qpath.is_file():
-        export_run(run, ["quant"], progress=progress)  # joins the command's transaction
-    _, _, graph = load_student(run)
-    try:
-        qgraph = load_quant(kio.current_path(qpath))
-    except (OSError, ValueError, KeyError) as exc:
-        raise KdsnnError(f"'{qpath}' is corrupt ({type(exc).__name__}); re-run "
-                         f"'kdsnn export {run.path} --target lava'") from None
-    balanced = balance_latency(graph)
-    if [l.name for l in balanced.layers] != [l.name for l in qgraph.layers]:
-        raise KdsnnError(f"'{qpath}' does not match the run's student; re-run "
-                         f"'kdsnn export {run.path} --target lava'")
-    return graph, balanced, qgraph
 
 
 def _parity(args) -> int:

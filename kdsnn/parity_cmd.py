@@ -55,7 +55,7 @@ def _settle(result: dict, stock) -> dict:
 def parity_command(args) -> int:
     import lava.proc.lif.process  # noqa: F401  (fixes the fork start method first)
 
-    from kdsnn.commands import _positive, _run_for_export
+    from kdsnn.common import _positive, _run_for_export
 
     _positive(samples=args.samples, jobs=args.jobs, batch=args.batch)
     if args.stock_check < 0:
@@ -67,7 +67,7 @@ def parity_command(args) -> int:
     run, cfg = _run_for_export(args)
     if shard:
         return _shard(run, cfg, args, shard, conv_model)
-    from kdsnn.commands import writing
+    from kdsnn.common import writing
     with writing(run):
         if args.merge:
             out = _merge(run, cfg, args)
@@ -79,7 +79,7 @@ def parity_command(args) -> int:
 
 def _inputs(run, cfg, args, need_export: bool):
     from export.pipeline import sample_inputs
-    from kdsnn.commands import _load_quant_or_make
+    from kdsnn.common import _load_quant_or_make
 
     if need_export and not (run.subdir("export") / "student.quant.npz").is_file() and \
             not (run.subdir("export") / "student.quant.nir").is_file():
