@@ -15,7 +15,9 @@ converged``): first its shared teacher, ``kdsnn teacher --config <teacher config
 budget (students: first 5000 images, 20 epochs), 3 seeds, and seeds 3 and 4 for a student mode
 where some variant's std over those 3 exceeds 1 point. Resumable: rerun the same command.
 ``--save`` writes benchmarks/results/ablation_NAME.{md,json,png} (partial results too: the
-tables say how many runs finished).
+tables say how many runs finished); ``--save-only`` copies them without running anything (for
+an ablation stopped part-way). ``--refresh`` recomputes the committed result file's paired
+analysis from its runs and rewrites its .json and .md (no training; the plot is unchanged).
 
 - ``converged``  (issue 12) none, logit_kd, nld, samd, samd_nld, camcam; spiking and reference
   students (~90 min on 2 cores);
@@ -28,6 +30,7 @@ tables say how many runs finished).
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -78,8 +81,17 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=2, help="parallel runs (default 2)")
     p.add_argument("--save", action="store_true",
                    help="copy the results to benchmarks/results/<name>.{md,json,png}")
+    p.add_argument("--save-only", action="store_true",
+                   help="only copy OUT's current results (train nothing)")
+    p.add_argument("--refresh", action="store_true",
+                   help="recompute the committed results' paired analysis and tables")
     args = p.parse_args()
     which = "converged" if args.converged else args.ablation
+    if args.refresh:
+        return refresh(HERE / "results" / f"ablation_{which or 'converged'}.json")
+    if args.save_only:
+        out = Path(args.out or (f"runs/ablation_{which}" if which else "runs/ablation"))
+        return save(out, f"ablation_{which}" if which else "ablation_fmnist")
     if which is not None:
         teacher_config, default_teacher, data, config, extra = ABLATIONS[which]
         out, name = Path(args.out or f"runs/ablation_{which}"), f"ablation_{which}"
@@ -96,10 +108,31 @@ def main() -> int:
     if (out / "ablation.md").is_file():
         print((out / "ablation.md").read_text())
     if args.save and (out / "ablation.json").is_file():  # partial results are kept too
-        for ext in ("md", "json", "png"):
-            shutil.copyfile(out / f"ablation.{ext}", HERE / "results" / f"{name}.{ext}")
-        print(f"saved: {HERE / 'results'}/{name}.{{md,json,png}}")
+        save(out, name)
     return rc
+
+
+def save(out: Path, name: str) -> int:
+    if not (out / "ablation.json").is_file():
+        print(f"nothing to save: no {out / 'ablation.json'}", file=sys.stderr)
+        return 2
+    for ext in ("md", "json", "png"):
+        shutil.copyfile(out / f"ablation.{ext}", HERE / "results" / f"{name}.{ext}")
+    print(f"saved: {HERE / 'results'}/{name}.{{md,json,png}}")
+    return 0
+
+
+def refresh(path: Path) -> int:
+    """The paired analysis (and the tables that show it) of a result file written before it
+    existed, from the file's own runs; nothing is retrained."""
+    from kd_snn import ablate
+    from kd_snn.io import transaction, write_json, write_text
+    obj = ablate.refresh(json.loads(path.read_text()))
+    with transaction():
+        write_json(path, obj)
+        write_text(path.with_suffix(".md"), ablate.markdown(obj))
+    print(f"refreshed: {path} and {path.with_suffix('.md').name}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -597,9 +597,11 @@ class Runner:
                             "mode_described": MODES[mode][0], "mode_sets": MODES[mode][1],
                             "budget": budget(cfg, self.meta.get("teacher")),
                             "model": cfg.student.model,
+                            "model_kwargs": dict(cfg.student.model_kwargs),
                             "width": cfg.student.width, "time_steps": cfg.data.time_steps,
                             "encoding": cfg.data.encoding, "summary": self.summary(g),
                             "curves": self.curves(g)}
+            per_group[g]["missing"] = self.missing(g)
             if self.meta.get("extra_seeds"):
                 spread = self.base_spread(g)
                 per_group[g]["extra_seeds"] = {
@@ -620,6 +622,14 @@ class Runner:
         write_json(self.out / "ablation.json", obj)
         write_text(self.out / "ablation.md", markdown(obj))
         write_bytes(self.out / "ablation.png", plot(obj))
+
+    def missing(self, group: str) -> list:
+        """The group's student runs not finished yet ('samd_nld seed 2'; an extra seed the
+        spread rule has not decided on yet says so)."""
+        return [f"{t.variant} seed {t.seed}" + (" (extra, if the spread asks)"
+                                                if t.status == "conditional" else "")
+                for t in self.tasks if t.group == group and t.variant != "teacher"
+                and t.status in ("pending", "running", "conditional")]
 
     def curves(self, group: str) -> dict:
         """Mean test accuracy after every epoch, per variant, over the finished seeds."""
@@ -847,11 +857,16 @@ def markdown(obj: dict) -> str:
                 if g != r["data"] and g.split("/")[0] == r["data"]:
                     by_key.setdefault((g, "teacher"), []).append(r)
     for g, det in obj["datasets_detail"].items():
+        ext_teacher = det["budget"]["teacher"].get("external")
         lines += [f"## {g}", "",
                   f"- data: `{det.get('data', g)}`, encoding {det['encoding']}, "
                   f"T = {det['time_steps']}",
-                  f"- model: `{det['model']}` width {det['width']} (ANN teacher and spiking "
-                  f"student)"]
+                  f"- model: `{det['model']}` width {det['width']}"
+                  + "".join(f", {k} {v}" for k, v in (det.get("model_kwargs") or {}).items())
+                  + (f" (spiking student; teacher: `{ext_teacher['model']}` width "
+                     f"{ext_teacher['width']} ANN)" if ext_teacher else
+                     " (spiking student)" if det.get("model_kwargs")
+                     else " (ANN teacher and spiking student)")]
         if det.get("mode", "spiking") != "spiking":
             sets = ", ".join(f"{k}={v}" for k, v in det.get("mode_sets", {}).items())
             lines.append(f"- student mode `{det['mode']}`: {det['mode_described']} ({sets})")
@@ -886,6 +901,9 @@ def markdown(obj: dict) -> str:
                       "|---|---|---|---|"]
             for v, pr in sorted(det["paired"][ref].items(), key=lambda i: _order(i[0])):
                 lines.append(f"| {v} | {pr['n']} | " + " | ".join(paired_cells(pr)) + " |")
+        if det.get("missing"):
+            lines.append(f"\nNot finished yet ({len(det['missing'])}): "
+                         + ", ".join(det["missing"]) + ".")
         failed = [r for r in obj["runs"] if r.get("group", r["data"]) == g
                   and r["status"] != "done"]
         for r in failed:

@@ -1,14 +1,17 @@
-"""Rewrite README.md's ablation block from the converged ablation's result file.
+"""Rewrite README.md's ablation blocks from the ablations' result files.
 
-    .venv/bin/python scripts/readme_ablation.py [--results benchmarks/results/ablation_converged.json]
-                                                [--readme README.md]
+    .venv/bin/python scripts/readme_ablation.py [--results FILE ...] [--readme README.md]
 
-The block between ``<!-- ablation:begin -->`` and ``<!-- ablation:end -->`` is generated
-from the JSON that ``benchmarks/ablation.py --converged --save`` (``kdsnn ablate``) writes:
+Every result file ``benchmarks/results/ablation_NAME.json`` that ``benchmarks/ablation.py
+--ablation NAME --save`` (``kdsnn ablate``) writes has its README block between
+``<!-- ablation_NAME:begin -->`` and ``<!-- ablation_NAME:end -->`` (the converged one:
+``<!-- ablation:begin -->`` / ``<!-- ablation:end -->``); by default every committed one of
+:data:`NAMES` is regenerated, and the README is written only when all succeed.  A block holds
 one table per student mode with mean ± std over seeds, the difference to no KD, twice its
-standard error and whether the difference exceeds it, then the learning curves that show
-the budget is converged, and a sentence that only restates what the table says.  Run it
-again after every ablation run.  Standard library only.
+standard error and whether the difference exceeds it, the paired difference by seed with its
+95 % t interval and sign count (and against the ablation's reference variant), the runs not
+finished yet, the learning curve that shows the budget is converged, and a sentence that only
+restates what the table says.  Run it again after every ablation run.  Standard library only.
 """
 from __future__ import annotations
 
@@ -22,7 +25,10 @@ from readme_results import ResultsError, replace_block  # noqa: E402  (the demo'
 
 BEGIN, END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT = ROOT / "benchmarks" / "results" / "ablation_converged.json"
+RESULTS = ROOT / "benchmarks" / "results"
+DEFAULT = RESULTS / "ablation_converged.json"
+#: the ablations whose committed result files the README shows, in README order
+NAMES = ("converged", "scaling", "spikformer", "events")
 #: table order (the ablation's own); JSON objects come back with sorted keys
 ORDER = ("teacher", "none", "logit_kd", "nld", "samd", "samd_nld", "samd_nld_zscore",
          "samd_nld_l2", "camcam")
@@ -48,6 +54,39 @@ def _curve(curve: list) -> str:
     return " → ".join(f"{100 * a:.1f}" for a in curve)
 
 
+def markers(results: Path) -> tuple[str, str]:
+    """The README marker pair of a result file (the converged one keeps its historic pair)."""
+    if results.stem == "ablation_converged":
+        return BEGIN, END
+    return f"<!-- {results.stem}:begin -->", f"<!-- {results.stem}:end -->"
+
+
+def paired_cells(pr) -> tuple[str, str]:
+    """('+0.78 [+0.21, +1.35]', '3 / 0 / 0'); blanks without pairs."""
+    if not pr or not pr.get("n"):
+        return "", ""
+    text = f"{100 * pr['mean']:+.2f}"
+    if pr.get("ci95") is not None:
+        text += f" [{100 * pr['ci95'][0]:+.2f}, {100 * pr['ci95'][1]:+.2f}]"
+    return text, f"{pr['wins']} / {pr['losses']} / {pr['ties']}"
+
+
+def paired_reading(paired: dict, ref: str) -> str:
+    """Which variants' 95 % paired interval against ``ref`` lies above / below zero."""
+    groups = {"above": [], "below": [], "includes": []}
+    for v in sorted(paired, key=lambda v: (ORDER + (v,)).index(v)):
+        ci = paired[v].get("ci95")
+        if ci is None:
+            continue
+        key = "above" if ci[0] > 0 else "below" if ci[1] < 0 else "includes"
+        groups[key].append(f"`{v}` ({100 * paired[v]['mean']:+.2f}, "
+                           f"{paired[v]['wins']}/{paired[v]['n']} seeds above)")
+    words = {"above": f"paired 95 % interval above `{ref}`",
+             "below": f"paired 95 % interval below `{ref}`",
+             "includes": f"paired 95 % interval includes `{ref}`"}
+    return "; ".join(f"{words[k]}: {', '.join(vs)}" for k, vs in groups.items() if vs)
+
+
 def reading(summary: dict) -> str:
     """What the table says, mechanically: which variants differ from no KD beyond 2 SE."""
     better = [v for v, s in summary.items() if s.get("exceeds_2se") and s["delta"] > 0]
@@ -66,11 +105,21 @@ def reading(summary: dict) -> str:
     return "; ".join(parts) + " (pp)." if parts else ""
 
 
+def _title(det: dict, name: str) -> str:
+    """'fully spiking student ...' for the cnn, the model and its size otherwise."""
+    kwargs = det.get("model_kwargs") or {}
+    if det.get("model", "cnn") != "cnn" or kwargs:
+        size = ", ".join(f"{k} {v}" for k, v in kwargs.items())
+        return f"fully spiking `{det['model']}` student" + (f" ({size})" if size else "")
+    return MODE_TITLE.get(det.get("mode", "spiking"), name)
+
+
 def block(obj: dict, source: str) -> str:
     try:
         groups = obj["datasets_detail"]
         teacher = obj.get("teacher") or {}
         extra_seeds = obj.get("extra_seeds") or []
+        ref = obj.get("reference")
         lines = [f"Generated by `scripts/readme_ablation.py` from `{source}` "
                  f"({obj['finished_runs']}/{obj['total_runs']} runs"
                  + ("" if obj["complete"] else ", incomplete") + f"; seeds "
@@ -82,11 +131,16 @@ def block(obj: dict, source: str) -> str:
                  "over 20 epochs moves single runs by about the seed spread; times depend on "
                  "the machine. `|Δ| > 2 SE` is a screening rule, not a significance test: with "
                  "3–5 seeds it is weaker than p < 0.05, and it is not corrected for the several "
-                 "variants compared.", ""]
+                 "variants compared. Paired Δ: the mean over seeds of the per-seed difference "
+                 "to no KD (a seed fixes teacher, initialisation and data order), with its 95 % "
+                 "t interval (n − 1 degrees of freedom, not corrected for the several variants "
+                 "either); + / − / = counts the seeds above / below / equal.", ""]
         if teacher:
             n = teacher.get("train_samples", "all")
             lines += [f"Teacher (shared by every student): `{teacher['model']}` width "
-                      f"{teacher['width']} ANN, "
+                      f"{teacher['width']} ANN"
+                      + (f" on `{teacher['data']}`" if teacher.get("data") and
+                         teacher["data"] != "fashion_mnist" else "") + ", "
                       + ("the full training split" if n == "all" else f"{n} training images")
                       + f", {teacher['epochs']} "
                       f"epochs, test accuracy {_pct(teacher['test_accuracy'])} % "
@@ -95,6 +149,7 @@ def block(obj: dict, source: str) -> str:
             b = det["budget"]
             summary = {v: det["summary"][v] for v in
                        sorted(det["summary"], key=lambda v: (ORDER + (v,)).index(v))}
+            paired = det.get("paired") or {}
             extra = det.get("extra_seeds") or {}
             seeds = max((s["n"] for s in summary.values()), default=0)
             seeds_text = f"{seeds} seeds"
@@ -103,63 +158,89 @@ def block(obj: dict, source: str) -> str:
                                f"{extra['base_spread_pp']:.2f} pp, "
                                + ("> " if extra["ran"] else "<= ")
                                + f"{extra['threshold_pp']:g} pp)")
-            lines += [f"**{MODE_TITLE.get(det.get('mode', 'spiking'), name)}, T = "
+            lines += [f"**{_title(det, name)}, T = "
                       f"{det['time_steps']}** (`{name}`) — "
                       f"first {b['train_samples']} training images, {b['student']['epochs']} "
                       f"epochs, batch {b['batch_size']}, {b['student']['optimizer']} lr "
                       f"{b['student']['lr']:g}, {b['student']['scheduler']}; the full test "
                       f"split; {seeds_text}", "",
                       "| variant | test acc. % (mean ± std) | n | best epoch % | Δ vs none (pp) "
-                      "| 2 SE (pp) | \\|Δ\\| > 2 SE |", "|---|---|---|---|---|---|---|"]
+                      "| 2 SE (pp) | \\|Δ\\| > 2 SE | paired Δ (pp) [95 % CI] | + / − / = |",
+                      "|---|---|---|---|---|---|---|---|---|"]
             for v, s in summary.items():
                 if v == "teacher":
                     continue
                 delta = f"{100 * s['delta']:+.2f}" if "delta" in s else ""
                 se2 = f"{200 * s['se_delta']:.2f}" if "se_delta" in s else ""
                 sig = ("yes" if s["exceeds_2se"] else "no") if "exceeds_2se" in s else ""
+                pd, signs = paired_cells(paired.get("none", {}).get(v))
                 lines.append(f"| {v} | {_ms(s)} | {s['n']} | {_ms(s.get('best', {}))} | "
-                             f"{delta} | {se2} | {sig} |")
+                             f"{delta} | {se2} | {sig} | {pd} | {signs} |")
             lines.append("")
+            if ref and ref != "none" and paired.get(ref):
+                lines += [f"Paired against `{ref}`:", "",
+                          f"| variant | pairs | paired Δ vs {ref} (pp) [95 % CI] | + / − / = |",
+                          "|---|---|---|---|"]
+                for v in sorted(paired[ref], key=lambda v: (ORDER + (v,)).index(v)):
+                    cells = " | ".join(paired_cells(paired[ref][v]))
+                    lines.append(f"| {v} | {paired[ref][v]['n']} | {cells} |")
+                lines.append("")
+            if det.get("missing"):
+                lines += [f"Not finished yet ({len(det['missing'])} runs): "
+                          + ", ".join(det["missing"]) + ".", ""]
             curves = det.get("curves", {})
             if "none" in curves:
                 tail = curves["none"][-max(1, len(curves["none"]) // 5):]
                 lines += [f"No-KD learning curve (mean test acc. % by epoch): "
                           f"{_curve(curves['none'])}; its last {len(tail)} epochs lie within "
                           f"{100 * (max(tail) - min(tail)):.1f} pp.", ""]
-            text = reading(summary)
+            texts = [reading(summary)]
+            texts += [paired_reading(paired[r], r) for r in dict.fromkeys(["none", ref])
+                      if r and paired.get(r)]
+            text = "; ".join(t.removesuffix(" (pp).") for t in texts if t)
             if text:
-                lines += [f"In numbers: {text}", ""]
-    except (KeyError, TypeError, IndexError) as exc:
+                lines += [f"In numbers (pp): {text}.", ""]
+    except (KeyError, TypeError, IndexError, ValueError) as exc:
         raise AblationError(f"{source} is not a kdsnn ablation result (missing {exc})") from None
     return "\n".join(lines)
 
 
+def _source(results: Path) -> str:
+    try:
+        return str(results.resolve().relative_to(ROOT))
+    except ValueError:
+        return results.name
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--results", type=Path, default=DEFAULT)
+    p.add_argument("--results", type=Path, action="append",
+                   help="a result file (repeatable; default: every committed "
+                        "benchmarks/results/ablation_{" + ",".join(NAMES) + "}.json)")
     p.add_argument("--readme", type=Path, default=ROOT / "README.md")
     args = p.parse_args(argv)
+    files = args.results or [f for f in (RESULTS / f"ablation_{n}.json" for n in NAMES)
+                             if f.is_file()]
     try:
         try:
-            obj = json.loads(args.results.read_text())
-        except (OSError, ValueError) as exc:
-            raise AblationError(f"cannot read {args.results}: {exc}") from None
-        try:
-            source = str(args.results.resolve().relative_to(ROOT))
-        except ValueError:
-            source = args.results.name
-        try:
-            readme = args.readme.read_text()
+            new = args.readme.read_text()
         except OSError as exc:
             raise AblationError(f"cannot read {args.readme}: {exc}") from None
-        new = replace_block(readme, block(obj, source), str(args.readme), BEGIN, END)
+        for results in files:
+            try:
+                obj = json.loads(results.read_text())
+            except (OSError, ValueError) as exc:
+                raise AblationError(f"cannot read {results}: {exc}") from None
+            new = replace_block(new, block(obj, _source(results)), str(args.readme),
+                                *markers(results))
     except ResultsError as exc:
         print(f"readme_ablation: error: {exc}", file=sys.stderr)
         return 2
     tmp = args.readme.with_name(f".{args.readme.name}.tmp")
     tmp.write_text(new)
     tmp.replace(args.readme)
-    print(f"{args.readme}: ablation block rewritten from {source}")
+    for results in files:
+        print(f"{args.readme}: {markers(results)[0]} block rewritten from {_source(results)}")
     return 0
 
 

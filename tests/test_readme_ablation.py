@@ -1,4 +1,4 @@
-"""scripts/readme_ablation.py: the README's ablation table is generated from the result file."""
+"""scripts/readme_ablation.py: the README's ablation tables are generated from the result files."""
 import json
 import subprocess
 import sys
@@ -14,24 +14,29 @@ RESULTS = ROOT / "benchmarks" / "results" / "ablation_converged.json"
 BEGIN, END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
 
 
-def result_file(path: Path) -> Path:
+ACC = {"none": [0.80, 0.81, 0.82], "samd_nld": [0.83, 0.84, 0.85], "nld": [0.80, 0.82, 0.81]}
+
+
+def result_file(path: Path, reference=None, missing=()) -> Path:
     """The fields of an ablation.json that the script reads, with known numbers."""
-    summary = ablate.compare({"none": ablate.stats([0.80, 0.81, 0.82]),
-                              "samd_nld": ablate.stats([0.83, 0.84, 0.85]),
-                              "nld": ablate.stats([0.80, 0.82, 0.81])})
+    summary = ablate.compare({v: ablate.stats(a) for v, a in ACC.items()})
     for s in summary.values():
         s["best"] = ablate.stats(s["values"])
     detail = {"mode": "spiking", "time_steps": 4, "summary": summary, "curves": {"none": [0.7, 0.8, 0.81]},
+              "missing": list(missing),
               "budget": {"train_samples": 5000, "batch_size": 32,
                          "student": {"epochs": 3, "optimizer": "adamw", "lr": 0.01,
                                      "scheduler": "cosine"}}}
-    obj = {"finished_runs": 9, "total_runs": 9, "complete": True, "seeds": [0, 1, 2],
-           "jobs": 2, "threads_per_job": 1,
+    runs = [{"data": "fashion_mnist", "group": "fashion_mnist", "variant": v, "seed": k,
+             "status": "done", "test_accuracy": a} for v, accs in ACC.items()
+            for k, a in enumerate(accs)]
+    obj = {"finished_runs": 9, "total_runs": 9 + len(missing), "complete": not missing,
+           "seeds": [0, 1, 2], "jobs": 2, "threads_per_job": 1, "reference": reference,
            "teacher": {"model": "cnn", "width": 1, "epochs": 20, "test_accuracy": 0.91,
                        "train_samples": "all",
                        "curve": [0.85, 0.91]},
-           "datasets_detail": {"fashion_mnist": detail}}
-    path.write_text(json.dumps(obj))
+           "datasets_detail": {"fashion_mnist": detail}, "runs": runs}
+    path.write_text(json.dumps(ablate.refresh(obj)))
     return path
 
 
@@ -43,40 +48,85 @@ def run(results: Path, readme: Path):
 def test_block_is_rewritten_from_the_file(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"# t\n\n{BEGIN}\nstale\n{END}\n\nafter\n")
-    proc = run(result_file(tmp_path / "a.json"), readme)
+    proc = run(result_file(tmp_path / "ablation_converged.json"), readme)
     assert proc.returncode == 0, proc.stderr
     text = readme.read_text()
     assert "stale" not in text and text.endswith(f"{END}\n\nafter\n")
     row = next(ln for ln in text.splitlines() if ln.startswith("| samd_nld |"))
+    # paired: differences 3, 3, 3 pp (sd 0: a point interval); nld: 0, 1, -1 pp
     assert "84.00 ± 1.00" in row and "+3.00" in row and "| yes |" in row
+    assert "| +3.00 [+3.00, +3.00] | 3 / 0 / 0 |" in row
     nld = next(ln for ln in text.splitlines() if ln.startswith("| nld |"))
-    assert "| no |" in nld
+    assert "| no |" in nld and "| +0.00 [-2.48, +2.48] | 1 / 1 / 1 |" in nld
     assert "70.0 → 80.0 → 81.0; its last 1 epochs lie within 0.0 pp" in text
     assert "91.00 %" in text and "the full training split" in text and "T = 4" in text
     assert "better than no KD beyond 2 SE: `samd_nld` (+3.00)" in text
+    assert "paired 95 % interval above `none`: `samd_nld` (+3.00, 3/3 seeds above)" in text
+    assert "Not finished" not in text and "Paired against" not in text
+
+
+def test_every_result_file_has_its_block(tmp_path):
+    """ablation_NAME.json fills the ablation_NAME markers; a reference variant gets its
+    paired table; unfinished runs are named; the README is written only if all succeed."""
+    begin, end = "<!-- ablation_scaling:begin -->", "<!-- ablation_scaling:end -->"
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{BEGIN}\nold\n{END}\n{begin}\nold\n{end}\n")
+    conv = result_file(tmp_path / "ablation_converged.json")
+    scaling = result_file(tmp_path / "ablation_scaling.json", reference="samd_nld",
+                          missing=["samd_nld_l2 seed 2"])
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--results", str(conv), "--results",
+                           str(scaling), "--readme", str(readme)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    text = readme.read_text()
+    first, second = text.split(begin)
+    assert "Paired against" not in first and "old" not in text
+    assert "9/10 runs, incomplete" in second and "Paired against `samd_nld`:" in second
+    assert "| none | 3 | -3.00 [-3.00, -3.00] | 0 / 3 / 0 |" in second
+    assert "Not finished yet (1 runs): samd_nld_l2 seed 2." in second
+    readme.write_text(f"{BEGIN}\nold\n{END}\n")  # no scaling markers: nothing written
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--results", str(conv), "--results",
+                           str(scaling), "--readme", str(readme)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "ablation_scaling:begin" in proc.stderr
+    assert readme.read_text() == f"{BEGIN}\nold\n{END}\n"
 
 
 def test_bad_inputs_leave_the_readme(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# no markers\n")
-    proc = run(result_file(tmp_path / "a.json"), readme)
+    proc = run(result_file(tmp_path / "ablation_converged.json"), readme)
     assert proc.returncode == 2 and "readme_ablation: error:" in proc.stderr
     assert readme.read_text() == "# no markers\n"
-    proc = run(result_file(tmp_path / "a.json"), tmp_path / "missing.md")
+    proc = run(result_file(tmp_path / "ablation_converged.json"), tmp_path / "missing.md")
     assert proc.returncode == 2 and "cannot read" in proc.stderr and "Traceback" not in proc.stderr
-    (tmp_path / "bad.json").write_text("{}")
+    (tmp_path / "ablation_converged.json").write_text("{}")
     readme.write_text(f"{BEGIN}\nx\n{END}\n")
-    proc = run(tmp_path / "bad.json", readme)
+    proc = run(tmp_path / "ablation_converged.json", readme)
     assert proc.returncode == 2 and "not a kdsnn ablation result" in proc.stderr
     assert readme.read_text() == f"{BEGIN}\nx\n{END}\n"
 
 
 @pytest.mark.skipif(not RESULTS.is_file(), reason="no converged ablation results committed")
 def test_readme_matches_the_committed_results(tmp_path):
-    """The shipped README's table is exactly what the shipped result file generates."""
+    """The shipped README's tables are exactly what the shipped result files generate
+    (every committed benchmarks/results/ablation_{converged,scaling,spikformer,events}.json)."""
     copy = tmp_path / "README.md"
     copy.write_text((ROOT / "README.md").read_text())
-    proc = run(RESULTS, copy)
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--readme", str(copy)],
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+    assert "ablation_converged.json" in proc.stdout
     assert copy.read_text() == (ROOT / "README.md").read_text(), \
         "README ablation block is stale: run scripts/readme_ablation.py"
+
+
+def test_committed_results_carry_the_paired_analysis():
+    """The committed result files hold the paired analysis kdsnn ablate computes today."""
+    for path in sorted(RESULTS.parent.glob("ablation_*.json")):
+        obj = json.loads(path.read_text())
+        if "datasets_detail" not in obj or path.stem == "ablation_fmnist":
+            continue  # the one-epoch grid predates per-group details worth pairing
+        fresh = ablate.refresh(json.loads(path.read_text()))
+        for g, det in obj["datasets_detail"].items():
+            assert det["paired"] == fresh["datasets_detail"][g]["paired"], path.name
