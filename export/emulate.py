@@ -98,18 +98,19 @@ class _Synapse:
         self.out_bound = accumulation_bound(conn) << max(0, conn.weight_exp)
         self.float_ok = self.out_bound < (UV_MAX if conn.kind == "conv" else 1 << 30)
 
-    def exact_float(self, x: torch.Tensor) -> torch.Tensor:
-        """``self(x)`` as float64 integers, without wraps (only when ``float_ok``)."""
+    def exact_float(self, x: torch.Tensor, out_dtype=torch.float64) -> torch.Tensor:
+        """``self(x)`` as exact float integers of ``out_dtype``, without wraps (only when
+        ``float_ok``; float32 only when the caller's bound keeps every sum below 2**24)."""
         c = self.conn
         if c.kind != "conv" and c.message_bits <= 0:
             x = x != 0
         xf = x.to(self.dtype)
         if c.kind == "dense":
-            y = (xf.reshape(xf.shape[0], -1) @ self.weight.T).to(torch.float64)
+            y = (xf.reshape(xf.shape[0], -1) @ self.weight.T).to(out_dtype)
             e = c.weight_exp  # 2 y shifted by e - 1
             return y * float(1 << e) if e >= 0 else torch.floor(y / float(1 << -e))
         y = tF.conv2d(xf, self.weight, stride=c.stride, padding=c.padding, groups=c.groups)
-        return y.to(torch.float64) * float(1 << c.weight_exp)
+        return y.to(out_dtype) * float(1 << c.weight_exp)  # scaling by 2**e is exact
 
     def accumulate(self, x: torch.Tensor) -> torch.Tensor:
         """Exact integer ``sum(x * m)`` for source activity ``x`` (N, *source shape)."""
@@ -161,6 +162,9 @@ def lif_layer(a: torch.Tensor, du: int, dv: int, bias_eff: torch.Tensor, vth: in
               stats: Optional[dict] = None) -> tuple:
     """All T steps of one layer: ``(spikes (T, B, ...) bool, v after the last step int64)``.
 
+    On the CPU the C++ kernel ``export.lif_kernel`` runs (integer arithmetic, one pass);
+    elsewhere, or without a compiler, the torch path below.
+
     Bit-identical to looping :func:`lif_step` (tested), with far fewer passes over memory:
     u and v are kept as float64 integers (exact below 2**53; the decays are exact, see
     :func:`_decay_factor`), and Lava's 24-bit wrap of u is applied only in steps where
@@ -173,6 +177,10 @@ def lif_layer(a: torch.Tensor, du: int, dv: int, bias_eff: torch.Tensor, vth: in
     |decay(v) + u + bias| < 2**23 + 2**23 + 2**30 < 2**31.  ``stats`` receives max_u, max_v (before
     wrap / clip) and overflow, as :func:`emulate` documents.
     """
+    if a.device.type == "cpu" and a.dtype in (torch.int64, torch.float64, torch.float32):
+        from export import lif_kernel
+        if lif_kernel.available():  # one pass in C++, exact integer arithmetic
+            return lif_kernel.lif_layer_native(a, du, dv, bias_eff, vth, stats)
     T = a.shape[0]
     a_max = int(a.abs().max()) if a.numel() else 0
     b_max = int(bias_eff.abs().max()) if bias_eff.numel() else 0
@@ -263,12 +271,14 @@ def emulate(qgraph: QuantGraph, x_int_seq, record: bool = True,
     rec = {}
     for i, layer in enumerate(qgraph.layers):
         syns = [_Synapse(conn, device) for conn in layer.connections]
-        exact = all(sy.float_ok for sy in syns) and sum(sy.out_bound for sy in syns) < 1 << 31
+        bound = sum(sy.out_bound for sy in syns)
+        exact = all(sy.float_ok for sy in syns) and bound < 1 << 31
+        out_dtype = torch.float32 if bound <= FLOAT32_EXACT else torch.float64
         a = None
         for sy in syns:
             src = acts[sy.conn.source]
             src = src.reshape((T * B,) + src.shape[2:])
-            c = sy.exact_float(src) if exact else sy(src)
+            c = sy.exact_float(src, out_dtype) if exact else sy(src)
             c = c.reshape((T, B) + tuple(layer.shape))
             a = c if a is None else a + c
         if not exact:

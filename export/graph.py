@@ -208,3 +208,45 @@ def run_float(graph: DeployGraph, x_seq: torch.Tensor, record: bool = False):
     logits = readout / T
     rec = {k: torch.stack(v) for k, v in spikes.items() if v} if record else {}
     return logits, rec
+
+
+def float_logits(graph: DeployGraph, x_seq: torch.Tensor) -> torch.Tensor:
+    """``run_float(graph, x_seq)[0]``, computed layer by layer: one convolution per
+    connection over all T x B inputs, then the neuron recurrence over T.
+
+    The same operations per element as :func:`run_float` (no recurrence runs between
+    layers; the neuron is ``kd_snn.neurons.fused``, bit-identical to the step loop in
+    its forward pass), several times faster: no per-step convolutions of small batches,
+    one pass over memory for the neurons.  For accuracy passes; the kernels' summation
+    order may differ from :func:`run_float`'s in the last bits.
+    """
+    dtype = x_seq.dtype
+    T, B = x_seq.shape[:2]
+    last_use = {}
+    for k, layer in enumerate(graph.layers):
+        for conn in layer.connections:
+            last_use[conn.source] = k
+    acts = {INPUT: x_seq}
+    logits = None
+    for k, layer in enumerate(graph.layers):
+        x = None
+        for conn in layer.connections:
+            src = acts[conn.source]
+            y = conn.apply(src.reshape((T * B,) + tuple(src.shape[2:])))
+            x = y if x is None else x + y
+        x = x.reshape((T, B) + tuple(layer.shape))
+        alpha, beta, thr, bias = (torch.as_tensor(getattr(layer, name), dtype=dtype)
+                                  for name in ("alpha", "beta", "threshold", "bias"))
+        if not layer.spiking:
+            readout = torch.zeros((B,) + tuple(layer.shape), dtype=dtype)
+            for t in range(T):
+                readout = readout + x[t] + bias
+            logits = readout / T
+            acts[layer.name] = x
+        else:  # the fused neuron kernel: same recurrence and roundings, one pass
+            from kd_snn.neurons.fused import cuba_multistep_fused
+            with torch.no_grad():
+                acts[layer.name] = cuba_multistep_fused(x, alpha, beta, thr, bias)
+        for name in [n for n, j in last_use.items() if j == k and n in acts]:
+            del acts[name]
+    return logits.reshape(B, -1)

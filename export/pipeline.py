@@ -19,7 +19,7 @@ from kd_snn import io as kio
 from kd_snn.io import sha256_file, write_json, write_text
 from kd_snn.rundir import RunDir
 
-from .graph import DeployGraph, run_float
+from .graph import DeployGraph, float_logits
 
 TARGETS = ("quant", "nir", "onnx", "lava")
 SCHEMA = "kdsnn.export/1"
@@ -81,8 +81,17 @@ def quantize_run(run: RunDir, graph: DeployGraph, calib_samples: int = 256, log=
     return balanced, quantize(balanced, calib, log=log)
 
 
+def accuracy_batch(qgraph, budget_bytes: int = 1 << 28) -> int:
+    """Samples per accuracy batch: large batches keep oneDNN's convolutions of narrow layers
+    efficient, bounded so that the widest layer's
+    (T, B, neurons) float64 tensor stays within ``budget_bytes``."""
+    widest = max(int(np.prod(layer.shape)) for layer in qgraph.layers)
+    b = budget_bytes // max(1, 8 * qgraph.time_steps * widest)
+    return int(min(256, max(16, b)))
+
+
 def quantized_accuracy(graph: DeployGraph, qgraph, x_seq: torch.Tensor, labels: np.ndarray,
-                       batch: int = 128, progress: bool = False) -> dict:
+                       batch: Optional[int] = None, progress: bool = False) -> dict:
     """Test accuracy of the float graph (in float32, as the student runs in PyTorch) and of
     its integer emulation."""
     from kd_snn.progress import progress as make_progress
@@ -90,12 +99,14 @@ def quantized_accuracy(graph: DeployGraph, qgraph, x_seq: torch.Tensor, labels: 
     from .emulate import emulate
     from .quantize import encode_input
 
+    batch = batch or accuracy_batch(qgraph)
+
     correct_f = correct_q = agree = 0
     starts = range(0, x_seq.shape[1], batch)
     for a in make_progress(desc="accuracy (float + emulation)", unit="batch", iterable=starts,
                            enabled=progress, every=10):
         xb, yb = x_seq[:, a:a + batch], labels[a:a + batch]
-        pf = run_float(graph, xb.float())[0].argmax(1).numpy()
+        pf = float_logits(graph, xb.float()).argmax(1).numpy()
         v, _ = emulate(qgraph, encode_input(xb), record=False)
         pq = np.asarray(v).reshape(len(yb), -1).argmax(1)
         correct_f += int((pf == yb).sum())

@@ -283,9 +283,33 @@ def test_lif_layer_equals_the_step_loop(du, dv, scale, bias_exp):
         _lif_layer_steps(a, du, dv, torch.zeros(3, 17, dtype=torch.int64), 0, stats)
         assert stats["max_u"] > UV_MAX
     bias = torch.randint(-4095, 4096, (3, 17), generator=g, dtype=torch.int64) << bias_exp
+    from export import lif_kernel
+    kernels = [lambda *args: lif_layer(*args)]  # the kernel where it builds, else torch
+    if lif_kernel.available():
+        kernels += [lambda a, *args: lif_kernel.lif_layer_native(a, *args),
+                    lambda a, *args: lif_kernel.lif_layer_native(a.double(), *args)]
+        monkey = pytest.MonkeyPatch()
+        monkey.setattr(lif_kernel, "available", lambda: False)
+        s0, v0 = lif_layer(a, du, dv, bias, 25)  # the torch path
+        monkey.undo()
+        s1, v1 = lif_kernel.lif_layer_native(a, du, dv, bias, 25)
+        assert torch.equal(s0, s1) and torch.equal(v0, v1)
     for vth in (0, 25, 2 ** 17 - 1):
-        got_stats, want_stats = {"readout": vth > 2 ** 16}, {"readout": vth > 2 ** 16}
-        s1, v1 = lif_layer(a, du, dv, bias, vth, got_stats)
-        s2, v2 = _lif_layer_steps(a, du, dv, bias, vth, want_stats)
-        assert torch.equal(s1, s2) and torch.equal(v1, v2) and v1.dtype == torch.int64
-        assert got_stats == want_stats
+        for run in kernels:
+            got_stats, want_stats = {"readout": vth > 2 ** 16}, {"readout": vth > 2 ** 16}
+            s1, v1 = run(a, du, dv, bias, vth, got_stats)
+            s2, v2 = _lif_layer_steps(a, du, dv, bias, vth, want_stats)
+            assert torch.equal(s1, s2) and torch.equal(v1, v2) and v1.dtype == torch.int64
+            assert got_stats == want_stats
+
+
+@pytest.mark.parametrize("make", [sequential_graph, residual_graph])
+def test_float_logits_layerwise_equals_run_float(make):
+    from export.graph import float_logits
+    graph = balance_latency(make(4))
+    x = torch.rand(graph.time_steps, 7, *graph.input_shape, dtype=torch.float64,
+                   generator=torch.Generator().manual_seed(4))
+    want = run_float(graph, x)[0]
+    got = float_logits(graph, x)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-9)  # float64: summation order only

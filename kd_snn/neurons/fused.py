@@ -337,34 +337,8 @@ _EXT_LOCK = threading.Lock()
 
 
 def _build(verbose: bool = False) -> str:
-    import hashlib
-    import shutil
-    import subprocess
-    import tempfile
-    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-    if cxx is None:
-        raise RuntimeError("no C++ compiler (g++/c++) on PATH")
-    flags = list(_CFLAGS)
-    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
-        flags.append("-mavx2")
-    key = hashlib.sha256((_CPP_SOURCE + " ".join(flags) + cxx).encode()).hexdigest()[:16]
-    root = os.environ.get("KDSNN_EXT_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kdsnn")
-    os.makedirs(root, exist_ok=True)
-    path = os.path.join(root, f"fused_cuba_{key}.so")
-    if not os.path.exists(path):
-        with tempfile.TemporaryDirectory(dir=root) as tmp:
-            src = os.path.join(tmp, "fused_cuba.cpp")
-            with open(src, "w") as f:
-                f.write(_CPP_SOURCE)
-            out = os.path.join(tmp, "lib.so")
-            res = subprocess.run([cxx, *flags, src, "-o", out], capture_output=True, text=True)
-            if verbose or res.returncode:
-                print(res.stdout + res.stderr)
-            if res.returncode:
-                raise RuntimeError(f"compiling the fused kernel failed: {res.stderr[-500:]}")
-            os.replace(out, path)  # atomic: concurrent builders never see a partial file
-    return path
+    from kd_snn.native import build_library
+    return build_library("fused_cuba", _CPP_SOURCE, _CFLAGS, verbose)
 
 
 def load_extension(verbose: bool = False) -> Optional[_Ext]:
