@@ -28,7 +28,7 @@ SCHEMA = "kdsnn.export/1"
 # inputs ------------------------------------------------------------------------------
 def sample_inputs(cfg: Config, split: str, n: Optional[int]) -> tuple[torch.Tensor, np.ndarray]:
     """First ``n`` samples of a split as the student sees them: ``(T, N, ...)`` + labels."""
-    from kd_snn.trainer import data_spec, open_dataset, student_input
+    from kd_snn.run import data_spec, open_dataset, student_input
 
     ds = open_dataset(cfg, split)
     n = len(ds) if n is None else min(int(n), len(ds))
@@ -47,7 +47,7 @@ def sample_inputs(cfg: Config, split: str, n: Optional[int]) -> tuple[torch.Tens
 # the folded student ------------------------------------------------------------------
 def load_student(run: RunDir):
     """(model, checkpoint meta, folded float DeployGraph) of the run's student."""
-    from kd_snn.trainer import data_spec, load_trained
+    from kd_snn.run import data_spec, load_trained
 
     from .fold import fold_student
 
@@ -118,7 +118,7 @@ def quantized_accuracy(graph: DeployGraph, qgraph, x_seq: torch.Tensor, labels: 
 
 
 def test_split_size(cfg: Config) -> int:
-    from kd_snn.trainer import open_dataset
+    from kd_snn.run import open_dataset
     return len(open_dataset(cfg, "test"))
 
 
@@ -286,7 +286,7 @@ def _export_run(run, targets, calib_samples, eval_samples, log, progress) -> dic
 
 
 def _export_onnx(run, graph, out, cfg, log, source_sha) -> dict:
-    from kd_snn.trainer import load_trained
+    from kd_snn.run import load_trained
 
     from .onnx_export import StudentModule, check_onnx, export_onnx_student, export_onnx_teacher
 

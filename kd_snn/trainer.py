@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import csv
 import gc
-import hashlib
 import io
 import logging
 import math
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -24,145 +22,17 @@ from torch import nn
 from . import checkpoint as ckpt
 from . import distributed as D
 from .config import Config, TrainConfig, loss_options
-from .data import build_dataset, dataset_spec, make_loader
-from .data.encoding import encode
+from .data import make_loader
 from .errors import KdsnnError
 from .io import write_text
 from .losses import DistillLoss, cross_entropy
-from .models import create_model
 from .progress import progress as make_progress
 from .rundir import RunDir
+from .run import (build_model, data_spec, derive_seed, evaluate, load_trained,  # noqa: F401
+                  model_spec, open_dataset, pick_device, student_input, teacher_input)
 
 log = logging.getLogger("kdsnn")
 CSV_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"]
-
-
-def derive_seed(*parts) -> int:
-    """A 63-bit seed from any tuple of values (stable across processes)."""
-    digest = hashlib.sha256(repr(parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise KdsnnError(f"device '{name}' requested but CUDA is not available")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise KdsnnError(f"unknown device '{name}'") from None
-
-
-# data ------------------------------------------------------------------------------
-def _data_options(cfg: Config, split: Optional[str] = None) -> dict:
-    opts = dict(cfg.data.options)
-    if split == "test" or split is None:
-        opts.pop("limit", None)  # a training budget never shrinks the test set
-    if dataset_spec(cfg.data.name).kind == "event":
-        opts.setdefault("time_steps", cfg.data.time_steps)  # frames = student time steps
-    return opts
-
-
-def data_spec(cfg: Config):
-    """The data set's spec under the run's options (shapes can depend on them)."""
-    return dataset_spec(cfg.data.name, **_data_options(cfg))
-
-
-def open_dataset(cfg: Config, split: str):
-    """A split of the run's data set, with the run's seed and options."""
-    augment = cfg.data.augment if split == "train" else False
-    root = cfg.data.root
-    if root is not None and not cfg.data.download and not Path(root).expanduser().is_dir():
-        raise KdsnnError(f"config key 'data.root': directory '{root}' does not exist")
-    return build_dataset(cfg.data.name, split, root=cfg.data.root, download=cfg.data.download,
-                         augment=augment, seed=cfg.seed, **_data_options(cfg, split))
-
-
-# models ----------------------------------------------------------------------------
-def model_spec(cfg: Config, stage: str) -> dict:
-    """Everything needed to rebuild a stage's model from its checkpoint alone."""
-    spec = data_spec(cfg)
-    tc: TrainConfig = getattr(cfg, stage)
-    out = {"name": tc.model, "num_classes": spec.num_classes, "in_channels": spec.in_channels,
-           "spiking": stage == "student", "width": tc.width, "kwargs": dict(tc.model_kwargs),
-           "input_size": list(spec.image_size), "normalize": cfg.data.normalize}
-    if stage == "student":
-        out["head"] = tc.head
-        out["last_block"] = tc.last_block
-        out["neuron"] = asdict(cfg.neuron)
-    return out
-
-
-MODEL_KEYS = ("name", "num_classes", "in_channels", "spiking", "width")
-
-
-def build_model(mspec: dict, where: str = "model description") -> nn.Module:
-    """The model a description names; a description that does not fit is refused by name."""
-    if not isinstance(mspec, dict):
-        raise KdsnnError(f"{where}: the model description is not an object")
-    missing = [k for k in MODEL_KEYS + (("neuron",) if mspec.get("spiking") else ())
-               if k not in mspec]
-    if missing:
-        raise KdsnnError(f"{where}: the model description misses '{missing[0]}'")
-    kwargs = mspec.get("kwargs", {})
-    if not isinstance(kwargs, dict):
-        raise KdsnnError(f"{where}: the model's 'kwargs' is not an object")
-    kwargs = dict(kwargs, normalize=mspec.get("normalize", "none"))
-    if mspec["spiking"]:
-        head, last_block = mspec.get("head", "spiking"), mspec.get("last_block")
-        if last_block is None:  # written before the two were split: 'reference' had both
-            head, last_block = ("mlp", "relu") if head == "reference" else (head, "spiking")
-        kwargs.update(neuron=mspec["neuron"], head=head, last_block=last_block)
-    try:
-        return create_model(mspec["name"], num_classes=mspec["num_classes"],
-                            in_channels=mspec["in_channels"], spiking=mspec["spiking"],
-                            width=mspec["width"], **kwargs)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise KdsnnError(f"{where}: the model description does not build a model "
-                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-                         ) from None
-
-
-def resolve_checkpoint(path) -> Path:
-    """A run directory, a stage directory or a .safetensors file -> the model file."""
-    path = Path(path)
-    if path.is_dir():
-        for cand in (path / "model.safetensors", path / "teacher" / "model.safetensors"):
-            if cand.is_file():
-                return cand
-        raise KdsnnError(f"no trained model in '{path}' (expected model.safetensors)")
-    if not path.exists():
-        raise KdsnnError(f"checkpoint '{path}' not found")
-    return path
-
-
-def load_trained(path, expect_spiking: Optional[bool] = None) -> tuple[nn.Module, dict]:
-    """Rebuild a trained model from its checkpoint (weights-only, no pickle)."""
-    file = resolve_checkpoint(path)
-    tensors, meta = ckpt.load_checkpoint(file)
-    mspec = meta.get("model")
-    if not isinstance(mspec, dict):
-        raise KdsnnError(f"checkpoint '{file}' has no model description")
-    if expect_spiking is not None and mspec.get("spiking") != expect_spiking:
-        kind = "spiking student" if expect_spiking else "ANN teacher"
-        raise KdsnnError(f"checkpoint '{file}' is not an {kind}")
-    model = build_model(mspec, f"checkpoint '{file}'")
-    ckpt.load_model_state(model, tensors, str(file))
-    model.eval()
-    return model, meta
-
-
-# inputs ----------------------------------------------------------------------------
-def student_input(x: torch.Tensor, cfg: Config, kind: str, gen: Optional[torch.Generator]):
-    if kind == "event":  # (B, T, 2, H, W) -> (T, B, 2, H, W), binary as a DVS delivers spikes
-        return (encode(x, cfg.data.time_steps, "frames") > 0).to(x.dtype)
-    return encode(x, cfg.data.time_steps, cfg.data.encoding, generator=gen)
-
-
-def teacher_input(x: torch.Tensor, kind: str) -> torch.Tensor:
-    """ANN teachers see the static image, or the time-average of binary event frames."""
-    return (x > 0).to(x.dtype).mean(1) if kind == "event" else x
 
 
 def batch_augment(cfg: Config):
@@ -196,35 +66,6 @@ def make_optimizer(model: nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
                                weight_decay=tc.weight_decay,
                                nesterov=tc.nesterov and tc.momentum > 0)
     return torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
-
-
-# evaluation ------------------------------------------------------------------------
-@torch.no_grad()
-def evaluate(model: nn.Module, dataset, cfg: Config, stage: str, device: torch.device,
-             progress: bool = False, limit: Optional[int] = None) -> dict:
-    """Top-1 accuracy and mean loss of ``model`` on ``dataset``."""
-    kind = data_spec(cfg).kind
-    loader = make_loader(dataset, cfg.data.eval_batch_size, shuffle=False, seed=cfg.seed, epoch=0)
-    gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "eval"))
-    was_training = model.training
-    model.eval()
-    correct = total = 0
-    loss_sum = 0.0
-    bar = make_progress(desc=f"eval {stage}", unit="batch", enabled=progress, iterable=loader,
-                        leave=False, every=25)
-    for x, y in bar:
-        x, y = x.to(device), y.to(device)
-        if stage == "student":
-            logits = model(student_input(x, cfg, kind, gen).to(device))
-        else:
-            logits = model(teacher_input(x, kind))
-        loss_sum += float(nn.functional.cross_entropy(logits.float(), y, reduction="sum"))
-        correct += int((logits.argmax(1) == y).sum())
-        total += int(y.numel())
-        if limit is not None and total >= limit:
-            break
-    model.train(was_training)
-    return {"accuracy": correct / max(1, total), "loss": loss_sum / max(1, total), "samples": total}
 
 
 # training --------------------------------------------------------------------------

@@ -58,7 +58,7 @@ def stage_command(args, stage: str) -> int:
 
 
 def eval_command(args) -> int:
-    from kd_snn.trainer import evaluate, load_trained, open_dataset, pick_device
+    from kd_snn.run import evaluate, load_trained, open_dataset, pick_device
 
     run = RunDir(args.run)
     cfg = run.resolve_config(None, args.overrides)
@@ -135,7 +135,7 @@ def report_command(args) -> int:
     from export.pipeline import load_student, sample_inputs
     from hardware.energy import analyze_graph, count_teacher
     from hardware.report import DEFAULT_PROFILES, build_report
-    from kd_snn.trainer import load_trained
+    from kd_snn.run import load_trained
 
     _positive(samples=args.samples)
     run, cfg = _run_for_export(args)
