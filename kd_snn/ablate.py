@@ -191,7 +191,7 @@ def check_teacher_fits(info: dict, datasets: list[str]) -> None:
 def teacher_info(path) -> tuple[Path, dict]:
     """Check a ``--teacher`` checkpoint (an ANN) and describe it for the result files."""
     from .io import sha256_file
-    from .trainer import load_trained, resolve_checkpoint
+    from .run import load_trained, resolve_checkpoint
     model_path = resolve_checkpoint(path)
     _, meta = load_trained(model_path, expect_spiking=False)
     metrics = meta.get("metrics", {}) if isinstance(meta.get("metrics"), dict) else {}
@@ -717,19 +717,16 @@ def counted_seeds(obj: dict, group: str) -> set:
 
 def paired_analysis(obj: dict, group: str) -> dict:
     """``{base: {variant: paired(...)}}`` for a group, from the finished runs of a result
-    object; the bases are ``none`` and the ablation's ``reference`` variant, if any."""
+    object, for every pair of student variants (the tables show ``none`` and the ablation's
+    ``reference``; the README's claims table reads the others)."""
     seeds = counted_seeds(obj, group)
     per_seed: dict = {}
     for r in obj["runs"]:
         if r.get("group", r["data"]) == group and r["variant"] != "teacher" and \
                 r["status"] == "done" and r["seed"] in seeds:
             per_seed.setdefault(r["variant"], {})[r["seed"]] = r["test_accuracy"]
-    out = {}
-    for ref in dict.fromkeys(["none", *([obj["reference"]] if obj.get("reference") else [])]):
-        if ref in per_seed:
-            out[ref] = {v: paired(vals, per_seed[ref]) for v, vals in per_seed.items()
-                        if v != ref}
-    return out
+    return {ref: {v: paired(vals, per_seed[ref]) for v, vals in per_seed.items() if v != ref}
+            for ref in per_seed}
 
 
 def refresh(obj: dict) -> dict:

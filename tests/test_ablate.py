@@ -61,8 +61,9 @@ def test_writes_json_and_table(grid, capsys):
     assert pair["seeds"] == [0, 1] and pair["ci95"] is not None
     assert pair["mean"] == pytest.approx(sum(acc["samd_nld", k] - acc["none", k]
                                              for k in (0, 1)) / 2)
-    assert set(det["paired"]) == {"none", "samd_nld"}
+    assert set(det["paired"]) == {"none", "logit_kd", "samd_nld"}  # every pair
     assert set(det["paired"]["samd_nld"]) == {"none", "logit_kd"}
+    assert det["paired"]["samd_nld"]["none"]["mean"] == pytest.approx(-pair["mean"])
     assert obj["reference"] == "samd_nld" and "--reference samd_nld" in obj["command"]
     assert obj["cpu_seconds_total"] > 0
     assert "paired Δ (pp) [95 % CI]" in md and "Paired against `samd_nld`" in md
@@ -236,7 +237,7 @@ def test_refresh_pairs_the_counted_seeds():
                                "d/reference": {"extra_seeds": {"ran": True}}}}
     ablate.refresh(obj)
     spiking = obj["datasets_detail"]["d"]["paired"]
-    assert list(spiking) == ["none"] and spiking["none"]["samd_nld"]["seeds"] == [0, 1]
+    assert set(spiking) == {"none", "samd_nld"} and spiking["none"]["samd_nld"]["seeds"] == [0, 1]
     ref = obj["datasets_detail"]["d/reference"]["paired"]["none"]["samd_nld"]
     assert ref["seeds"] == [0, 1, 2] and ref["mean"] == pytest.approx(0.02)
     assert ref["wins"] == 3

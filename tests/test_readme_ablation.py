@@ -130,3 +130,21 @@ def test_committed_results_carry_the_paired_analysis():
         fresh = ablate.refresh(json.loads(path.read_text()))
         for g, det in obj["datasets_detail"].items():
             assert det["paired"] == fresh["datasets_detail"][g]["paired"], path.name
+
+
+def test_claims_rows_from_the_paired_intervals(tmp_path):
+    """A claim holds where winner - loser's paired interval lies above 0, is reversed where
+    it lies below, not shown where it includes 0; result files not there are 'not run yet'."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    import readme_ablation as ra
+    obj = json.loads(result_file(tmp_path / "x.json").read_text())
+    text = ra.claims_block({"converged": obj})
+    row = next(ln for ln in text.splitlines() if ln.startswith("| SAMD + NLD distils"))
+    assert "84.00 vs 81.00 %: +3.00 [+3.00, +3.00] pp, 3/3 seeds | holds |" in row
+    assert "| not run yet |" in next(ln for ln in text.splitlines()
+                                     if ln.startswith("| softmax scaling of the maps"))
+    assert "not testable here" in text and text.count("\n| ") == \
+        len(ra.CLAIMS) + len(ra.NOT_TESTABLE) + 1
+    assert ra.verdict({"ci95": [-0.03, -0.01]}) == "does not hold (reversed)"
+    assert ra.verdict({"ci95": [-0.01, 0.01]}).startswith("not shown")
+    assert ra.verdict({"ci95": None}).startswith("not decided")
