@@ -130,3 +130,13 @@ def machine_md(info: dict) -> str:
             f"{info['torch_threads']}, SIMD {info['cpu_capability']}), CUDA: {info['cuda']}\n"
             f"- Python {info['python']}, torch {info['torch']}\n"
             f"- load average at start: {info['loadavg']} (the machine is shared; see method)\n")
+
+
+def write_results(out: Path, stem: str, obj: dict, markdown: str) -> None:
+    """``out/stem.json`` (atomically: an interrupted run keeps the previous file) and
+    ``out/stem.md``; benchmarks call it after every finished measurement."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{stem}.json.tmp"
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, out / f"{stem}.json")
+    (out / f"{stem}.md").write_text(markdown)

@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from _common import machine_info, md_table  # noqa: E402
+from _common import machine_info, md_table, write_results  # noqa: E402
 
 ROWS = {
     "cnn": dict(model="cnn", width=1, input_shape=(1, 8, 8), classes=10, data="digits"),
@@ -370,12 +370,8 @@ def worker(argv: list) -> None:
 
 
 # ---------------------------------------------------------------------------- table
-def write_results(obj: dict) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    tmp = OUT / ".hardware.json.tmp"
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, OUT / "hardware.json")
-    (OUT / "hardware.md").write_text(markdown(obj))
+def save(obj: dict) -> None:
+    write_results(OUT, "hardware", obj, markdown(obj))
 
 
 def _f(v, fmt="{:.3g}"):
@@ -542,9 +538,9 @@ def main() -> int:
         row = run_row(name, args, done.get(ROWS[name]["model"]))
         done[row["model"]] = row
         obj["rows"] = [done[ROWS[n]["model"]] for n in ROWS if ROWS[n]["model"] in done]
-        write_results(obj)
+        save(obj)
         print(markdown(obj), flush=True)
-    write_results(obj)
+    save(obj)
     return 0
 
 

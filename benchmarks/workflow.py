@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from _common import machine_info, md_table  # noqa: E402
+from _common import machine_info, md_table, write_results  # noqa: E402
 
 OUT = HERE / "results"
 BEFORE_REF = "0971583"
@@ -170,23 +170,7 @@ def chain(name: str, version: str, code: Path, trained: Path, work: Path, limit:
 
 
 def save(results: dict) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    tmp = OUT / ".workflow.json.tmp"
-    tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, OUT / "workflow.json")
-    (OUT / "workflow.md").write_text(markdown(results))
-
-
-def rows_of(results: dict) -> list:
-    """Flat rows: model, width, version, step, wall_s, status; chain_s per version."""
-    rows = []
-    for key, steps in results.get("steps", {}).items():
-        name, version = key.split("/")
-        for step in STEPS:
-            if step in steps:
-                rows.append({"model": ROWS[name]["model"], "width": ROWS[name]["width"],
-                             "version": version, "step": step, **steps[step]})
-    return rows
+    write_results(OUT, "workflow", results, markdown(results))
 
 
 def markdown(results: dict) -> str:
@@ -243,6 +227,18 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def write_readme(results: dict, readme: Path = ROOT / "README.md") -> int:
+    """README's block between the workflow markers = workflow.md's table and notes."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from readme_results import replace_block
+
+    body = markdown(results).split("\n", 2)[2].strip() + "\n"  # without the title
+    text = replace_block(readme.read_text(), body, "README.md",
+                         begin="<!-- workflow:begin -->", end="<!-- workflow:end -->")
+    readme.write_text(text)
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
@@ -254,7 +250,11 @@ def main() -> int:
     p.add_argument("--before-limit", type=float, default=900,
                    help="seconds per command of the old code")
     p.add_argument("--force", action="store_true", help="rerun finished steps")
+    p.add_argument("--readme", action="store_true",
+                   help="only write README.md's workflow block from workflow.json")
     args = p.parse_args()
+    if args.readme:
+        return write_readme(json.loads((OUT / "workflow.json").read_text()))
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     path = OUT / "workflow.json"

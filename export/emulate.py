@@ -263,10 +263,7 @@ def emulate(qgraph: QuantGraph, x_int_seq, record: bool = True,
     device = torch.device(device) if device is not None else torch.device("cpu")
     x_seq = torch.as_tensor(x_int_seq).to(device=device, dtype=torch.int64)
     T, B = x_seq.shape[:2]
-    last_use = {}
-    for i, layer in enumerate(qgraph.layers):
-        for conn in layer.connections:
-            last_use[conn.source] = i
+    last_use = qgraph.last_readers()
     acts = {INPUT: x_seq}
     rec = {}
     for i, layer in enumerate(qgraph.layers):

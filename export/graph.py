@@ -121,6 +121,15 @@ class LayerLookup:
     def source_shape(self, source: str) -> tuple:
         return self.input_shape if source == INPUT else self.layer(source).shape
 
+    def last_readers(self) -> dict:
+        """Source name -> index of the last layer that reads it (when it can be freed, in
+        executors that run layer by layer)."""
+        last = {}
+        for k, layer in enumerate(self.layers):
+            for conn in layer.connections:
+                last[conn.source] = k
+        return last
+
     def check_topology(self, check_connection=None) -> None:
         """Unique names, sources defined before use, connection shapes that fit."""
         shapes = {INPUT: self.input_shape}
@@ -222,10 +231,7 @@ def float_logits(graph: DeployGraph, x_seq: torch.Tensor) -> torch.Tensor:
     """
     dtype = x_seq.dtype
     T, B = x_seq.shape[:2]
-    last_use = {}
-    for k, layer in enumerate(graph.layers):
-        for conn in layer.connections:
-            last_use[conn.source] = k
+    last_use = graph.last_readers()
     acts = {INPUT: x_seq}
     logits = None
     for k, layer in enumerate(graph.layers):
