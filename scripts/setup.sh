@@ -24,6 +24,8 @@ echo "[setup] scientific stack"
 "${PIP[@]}" "${C[@]}" -r scripts/requirements.txt
 echo "[setup] norse without torchvision (its wheels are CUDA builds)"
 "${PIP[@]}" "${C[@]}" --no-deps norse==1.1.0
+echo "[setup] neurobench (test dependency: the report's NeuroBench block is checked against it)"
+"${PIP[@]}" "${C[@]}" --no-deps neurobench==2.3.0
 echo "[setup] lava-nc 0.10.0 + lava-dl 0.6.0 (declared for Python < 3.11; patched below)"
 "${PIP[@]}" "${C[@]}" --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0
 "$VENV/bin/python" scripts/patch_lava.py

@@ -315,7 +315,9 @@ def test_conventions_validation_and_grid():
     assert len(set(grid)) == 8
     assert DEFAULT_CONVENTIONS.to_dict() == {"padding": "in_bounds", "first_layer": "once",
                                              "zero_input": "counted",
-                                             "neuron_updates": "active_inactive"}
+                                             "neuron_updates": "active_inactive",
+                                             "mac_weights": "all", "membrane": "every_step",
+                                             "readout": "counted"}
 
 
 def test_teacher_counted_like_the_student_both_ways():

@@ -29,30 +29,35 @@ Energies are in picojoules per inference (one sample).
 
 The package's parts: :mod:`.conventions` (how operations are charged), :mod:`.counting`
 (exact fan-out and per-connection counts), :mod:`.graph_stats` (a student graph on data),
-:mod:`.teacher` (the ANN teacher's MACs), :mod:`.profiles` (device figures), :mod:`.charge`
-(counts times figures).  Every public name is re-exported here.
+:mod:`.membrane` (membrane updates where the value changes), :mod:`.teacher` (the ANN
+teacher's MACs), :mod:`.profiles` (device figures), :mod:`.charge` (counts times figures),
+:mod:`.neurobench` (the counts under NeuroBench's definitions).  Every public name is re-exported here.
 """
 
 from __future__ import annotations
 
 from .charge import ENERGY_PARTS, energy, energy_ratio, teacher_energy
-from .conventions import (ANALOG_ENCODINGS, CONVENTION_CHOICES, DEFAULT_CONVENTIONS,
-                          EVENT_MODES, FANOUT_MODES, INPUT_MODES, SPIKING_ENCODINGS,
-                          Conventions, convention_grid)
+from .charge import neuron_updates
+from .conventions import (ANALOG_ENCODINGS, CONVENTION_CHOICES, CONVENTION_PRESETS,
+                          DEFAULT_CONVENTIONS, EVENT_MODES, FANOUT_MODES, INPUT_MODES,
+                          SPIKING_ENCODINGS, Conventions, convention_grid, parse_conventions)
 from .counting import (RASTER_NEURONS, RATE_BINS, ArrayLike, active_updates, fanout_map,
                        macs_per_connection, padded_taps, synops_per_connection)
 from .graph_stats import GraphStats, LayerStats, analyze_graph
+from .membrane import membrane_changes
+from .neurobench import NEUROBENCH_CONVENTIONS, NEUROBENCH_VERSION, neurobench_metrics
 from .profiles import (PROFILE_ALIASES, PROFILE_KEYS_OPTIONAL, PROFILE_KEYS_REQUIRED, Profile,
                        list_profiles, load_profile, profile_dir, teacher_profile)
 from .teacher import TeacherLayer, TeacherStats, count_teacher, teacher_macs
 
 __all__ = [
-    "ANALOG_ENCODINGS", "CONVENTION_CHOICES", "DEFAULT_CONVENTIONS", "ENERGY_PARTS",
+    "ANALOG_ENCODINGS", "CONVENTION_CHOICES", "CONVENTION_PRESETS", "DEFAULT_CONVENTIONS", "ENERGY_PARTS",
     "EVENT_MODES", "FANOUT_MODES", "INPUT_MODES", "PROFILE_ALIASES", "PROFILE_KEYS_OPTIONAL",
     "PROFILE_KEYS_REQUIRED", "RASTER_NEURONS", "RATE_BINS", "SPIKING_ENCODINGS", "ArrayLike",
     "Conventions", "GraphStats", "LayerStats", "Profile", "TeacherLayer", "TeacherStats",
     "active_updates", "analyze_graph", "convention_grid", "count_teacher", "energy",
     "energy_ratio", "fanout_map", "list_profiles", "load_profile", "macs_per_connection",
     "padded_taps", "profile_dir", "synops_per_connection", "teacher_energy", "teacher_macs",
-    "teacher_profile",
+    "teacher_profile", "parse_conventions", "neuron_updates", "membrane_changes",
+    "NEUROBENCH_CONVENTIONS", "NEUROBENCH_VERSION", "neurobench_metrics",
 ]

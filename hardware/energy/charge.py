@@ -3,12 +3,28 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Optional, Union
 
+from kd_snn.errors import KdsnnError
+
 from .conventions import DEFAULT_CONVENTIONS, Conventions
 from .graph_stats import GraphStats, LayerStats
 from .profiles import load_profile, teacher_profile
 from .teacher import TeacherStats
 
 ENERGY_PARTS = ("synops_pj", "macs_pj", "neuron_active_pj", "neuron_inactive_pj", "spike_pj")
+
+
+def neuron_updates(s: LayerStats, conv: Conventions) -> tuple:
+    """(active, inactive) neuron updates of one layer per inference under ``conv``:
+    ``membrane="changed"`` makes the changed membranes the active ones; the readout's
+    accumulators count unless ``readout="excluded"``."""
+    if not s.spiking and conv.readout == "excluded":
+        return 0.0, 0.0
+    if conv.membrane == "changed" and s.spiking:
+        if s.membrane_changes is None:
+            raise KdsnnError(f"membrane=changed needs the float membrane of '{s.name}': "
+                             "count on the torch source")
+        return float(s.membrane_changes), float(s.neuron_updates - s.membrane_changes)
+    return float(s.active_updates), float(s.neuron_updates - s.active_updates)
 
 
 def energy(stats: Union[GraphStats, Iterable[LayerStats]], profile,
@@ -29,10 +45,9 @@ def energy(stats: Union[GraphStats, Iterable[LayerStats]], profile,
     conv = stats.conventions if isinstance(stats, GraphStats) else DEFAULT_CONVENTIONS
     layers = []
     for s in stats:
-        active, inactive = float(s.neuron_updates), 0.0
-        if conv.neuron_updates == "active_inactive" and prof.e_neuron_inactive_pj:
-            active = float(s.active_updates)
-            inactive = s.neuron_updates - active
+        active, inactive = neuron_updates(s, conv)
+        if conv.neuron_updates == "all_active" or not prof.e_neuron_inactive_pj:
+            active, inactive = active + inactive, 0.0
         e_inactive = prof.e_neuron_inactive_pj or prof.e_neuron_pj or 0.0
         part = {"synops_pj": s.synops_in * prof.e_ac_pj, "macs_pj": s.macs_in * prof.e_mac_pj,
                 "neuron_active_pj": active * (prof.e_neuron_pj or 0.0),

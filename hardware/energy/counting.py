@@ -119,13 +119,17 @@ def macs_per_connection(conn: Connection, src_values: ArrayLike, *, fanout: str 
     return np.full(shape[:2], int(fmap.sum()), dtype=np.int64)
 
 
-def padded_taps(conn, source_shape: Sequence[int]) -> int:
-    """Every kernel tap of every output, zero padding included (flop_counter's MACs)."""
+def padded_taps(conn, source_shape: Sequence[int], weights: str = "all") -> int:
+    """Every kernel tap of every output, zero padding included (flop_counter's MACs);
+    ``weights="nonzero"``: the taps of non-zero weights only."""
     source_shape = tuple(int(s) for s in source_shape)
     if conn.kind == "conv":
-        return int(np.prod(conn.out_shape(source_shape))) * int(np.prod(conn.weight.shape[1:]))
+        w = np.asarray(conn.weight)
+        per_channel = np.count_nonzero(w) if weights == "nonzero" else w.size
+        return int(np.prod(conn.out_shape(source_shape)[1:])) * int(per_channel)
     if conn.kind == "dense":
-        return int(np.asarray(conn.weight).size)
+        w = np.asarray(conn.weight)
+        return int(np.count_nonzero(w) if weights == "nonzero" else w.size)
     return int(fanout_map(conn, source_shape, "all").sum())  # pools have no padding
 
 
@@ -213,9 +217,10 @@ def _raster(spk: torch.Tensor) -> dict:
 def _mac_count(c: Mapping, conv: "Conventions", T: int) -> float:
     """MACs per inference of one real-valued connection under ``conv``."""
     once = c["input"] and conv.first_layer == "once" and bool(c["repeats"])
+    nzw = "_nzw" if conv.mac_weights == "nonzero" else ""  # zero weights skipped
     if c["input"] and conv.zero_input == "skipped":
         if c["nonzero_steps"] is None:
             raise KdsnnError("zero-input skipping needs the input values: pass x_seq")
-        return float(c["nonzero_first"] if once else c["nonzero_steps"])
-    per_step = c["padded" if conv.padding == "counted" else "in_bounds"]
+        return float(c["nonzero_first" + nzw] if once else c["nonzero_steps" + nzw])
+    per_step = c[("padded" if conv.padding == "counted" else "in_bounds") + nzw]
     return float(per_step * (1 if once else T))

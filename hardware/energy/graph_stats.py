@@ -15,6 +15,7 @@ from .conventions import (ANALOG_ENCODINGS, DEFAULT_CONVENTIONS, EVENT_MODES, FA
 from .counting import (ArrayLike, _as_tensor, _events, _mac_count, _raster, _rate_histogram,
                        _weighted_counts, active_updates, fanout_map, padded_taps,
                        synops_per_connection)
+from .membrane import membrane_changes as _membrane_changes
 
 @dataclass(frozen=True)
 class LayerStats:
@@ -45,6 +46,9 @@ class LayerStats:
     spikes_by_step: Tuple[float, ...] = ()  # per sample, one entry per step
     rate_histogram: Optional[dict] = None  # per-neuron firing rates (spiking layers)
     raster: Optional[dict] = None  # a few neurons of sample 0 (spiking layers)
+    synaptic_taps: int = 0  # conv/dense in-bounds taps per step, every weight (Dense)
+    pooled_synops: float = 0.0  # per sample: the part of synops_in through pool connections
+    membrane_changes: Optional[float] = None  # per sample (membrane.py); None: no membrane
 
     @property
     def synops_per_step(self) -> float:
@@ -214,27 +218,32 @@ def analyze_graph(graph, x_seq: Optional[ArrayLike] = None, *,
     spiking_of = {INPUT: not analog_input}
     spiking_of.update({l.name: l.spiking for l in graph.layers})
     fmaps, macs = {}, {l.name: {} for l in graph.layers}
+    taps = {l.name: 0 for l in graph.layers}  # conv/dense in-bounds taps per step, all weights
     has_input = x is not None or (recs is not None and INPUT in recs)
     for layer in graph.layers:
         for k, conn in enumerate(layer.connections):
             shape = graph.source_shape(conn.source)
             fmaps[(layer.name, k)] = fanout_map(conn, shape, fanout)
+            if conn.kind in ("conv", "dense"):
+                taps[layer.name] += int(fanout_map(conn, shape, "all").sum())
             if spiking_of[conn.source]:
                 if conn.source == INPUT and not has_input:
                     raise KdsnnError("input is spiking: pass x_seq or an 'input' record to "
                                      "count its SynOps")
                 continue
             is_input = conn.source == INPUT
+            zeros = 0.0 if is_input and has_input else None
+            fmap, fmap_nzw = fanout_map(conn, shape, "all"), fanout_map(conn, shape, "nonzero")
             macs[layer.name][(conn.source, k)] = {
-                "input": is_input, "fmap": fanout_map(conn, shape, "all"),
-                "in_bounds": 0, "padded": padded_taps(conn, shape),
-                "nonzero_first": 0.0 if is_input and has_input else None,
-                "nonzero_steps": 0.0 if is_input and has_input else None,
+                "input": is_input, "fmap": fmap, "fmap_nzw": fmap_nzw,
+                "in_bounds": int(fmap.sum()), "padded": padded_taps(conn, shape),
+                "in_bounds_nzw": int(fmap_nzw.sum()),
+                "padded_nzw": padded_taps(conn, shape, "nonzero"),
+                "nonzero_first": zeros, "nonzero_steps": zeros,
+                "nonzero_first_nzw": zeros, "nonzero_steps_nzw": zeros,
                 "repeats": True if is_input and has_input else (
                     is_input and str(getattr(graph, "encoding", "")).lower()
                     in ANALOG_ENCODINGS)}
-            macs[layer.name][(conn.source, k)]["in_bounds"] = int(
-                macs[layer.name][(conn.source, k)]["fmap"].sum())
 
     spike_tot = {l.name: 0.0 for l in graph.layers}
     per_step = {l.name: np.zeros(T) for l in graph.layers}
@@ -242,6 +251,9 @@ def analyze_graph(graph, x_seq: Optional[ArrayLike] = None, *,
                   for l in graph.layers if l.spiking}
     active = {l.name: 0 for l in graph.layers}
     syn_tot = {l.name: {} for l in graph.layers}
+    pooled = {l.name: 0.0 for l in graph.layers}  # SynOps through avg/sum-pool connections
+    float_membrane = isinstance(graph, DeployGraph)
+    changed = {l.name: 0 for l in graph.layers if l.spiking and float_membrane}
     rasters = {}
     for start in range(0, N, batch_size):
         sl = slice(start, min(N, start + batch_size))
@@ -272,17 +284,26 @@ def analyze_graph(graph, x_seq: Optional[ArrayLike] = None, *,
                                                     fmap=fmaps[(layer.name, k)]).sum())
                     syn_tot[layer.name][conn.source] = syn_tot[layer.name].get(
                         conn.source, 0.0) + n
+                    if conn.kind in ("avgpool", "sumpool"):
+                        pooled[layer.name] += n
                     continue
                 c = macs[layer.name][(conn.source, k)]
                 if c["nonzero_steps"] is not None:
                     steps = _weighted_counts(src, c["fmap"])  # (T, B) non-zero-input taps
                     c["nonzero_steps"] += float(steps.sum())
                     c["nonzero_first"] += float(steps[0].sum())
+                    steps = _weighted_counts(src, c["fmap_nzw"])
+                    c["nonzero_steps_nzw"] += float(steps.sum())
+                    c["nonzero_first_nzw"] += float(steps[0].sum())
                     xin = chunk[INPUT]
                     c["repeats"] = c["repeats"] and all(torch.equal(xin[t], xin[0])
                                                         for t in range(T))
             active[layer.name] += active_updates(
                 layer, inputs, chunk.get(layer.name) if layer.spiking else None)
+            if layer.name in changed and all(c.source in chunk for c in layer.connections):
+                changed[layer.name] += _membrane_changes(layer, chunk)
+            else:
+                changed.pop(layer.name, None)
 
     out = []
     for layer in graph.layers:
@@ -292,12 +313,12 @@ def analyze_graph(graph, x_seq: Optional[ArrayLike] = None, *,
         counts = {}
         for (src, k), c in macs[layer.name].items():
             key = src if src not in counts else f"{src}#{k}"
-            counts[key] = {"input": c["input"], "in_bounds": c["in_bounds"],
-                           "padded": c["padded"], "repeats": bool(c["repeats"]),
-                           "nonzero_first": None if c["nonzero_first"] is None
-                           else c["nonzero_first"] / N,
-                           "nonzero_steps": None if c["nonzero_steps"] is None
-                           else c["nonzero_steps"] / N}
+            counts[key] = {k2: c[k2] for k2 in ("input", "in_bounds", "padded",
+                                                "in_bounds_nzw", "padded_nzw")}
+            counts[key]["repeats"] = bool(c["repeats"])
+            for k2 in ("nonzero_first", "nonzero_steps", "nonzero_first_nzw",
+                       "nonzero_steps_nzw"):
+                counts[key][k2] = None if c[k2] is None else c[k2] / N
         out.append(LayerStats(
             name=layer.name, neurons=neurons, spiking=bool(layer.spiking), time_steps=T,
             spikes=sp, spikes_per_step=sp / T,
@@ -308,7 +329,9 @@ def analyze_graph(graph, x_seq: Optional[ArrayLike] = None, *,
             spikes_by_step=tuple(float(v) / N for v in per_step[layer.name]),
             rate_histogram=(_rate_histogram(per_neuron[layer.name], N * T)
                             if layer.spiking else None),
-            raster=rasters.get(layer.name)))
+            raster=rasters.get(layer.name), synaptic_taps=taps[layer.name],
+            pooled_synops=pooled[layer.name] / N,
+            membrane_changes=changed[layer.name] / N if layer.name in changed else None))
     return GraphStats(layers=tuple(out), time_steps=T, samples=N, source=source,
                       fanout=fanout, input_mode="macs" if analog_input else "synops"
                       ).under(conventions)

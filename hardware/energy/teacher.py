@@ -26,14 +26,22 @@ class TeacherLayer:
     padded: int
     input: bool = False
     nonzero: Optional[float] = None
+    in_bounds_nzw: Optional[int] = None  # the same three, zero weights skipped
+    padded_nzw: Optional[int] = None
+    nonzero_nzw: Optional[float] = None
 
     def macs(self, conventions: Conventions = DEFAULT_CONVENTIONS) -> float:
+        nzw = "_nzw" if conventions.mac_weights == "nonzero" else ""
         if self.input and conventions.zero_input == "skipped":
             if self.nonzero is None:
                 raise KdsnnError("zero-input skipping needs the teacher counted on data: "
                                  "pass x to count_teacher")
-            return self.nonzero
-        return self.padded if conventions.padding == "counted" else self.in_bounds
+            return getattr(self, "nonzero" + nzw)
+        value = getattr(self, ("padded" if conventions.padding == "counted" else "in_bounds")
+                        + nzw)
+        if value is None:
+            raise KdsnnError("mac_weights=nonzero needs the teacher counted by count_teacher")
+        return value
 
 
 @dataclass(frozen=True)
@@ -74,26 +82,35 @@ class _TeacherConv:
 
 
 def _teacher_layer(name: str, mod, inp: torch.Tensor, out: torch.Tensor, is_input: bool):
-    """(in_bounds, padded, nonzero-input taps summed over the batch) of one module call."""
+    """(in_bounds, padded, nonzero-input taps summed over the batch), each for every weight
+    and for the non-zero weights only, of one module call."""
     batch = inp.shape[0]
     if isinstance(mod, torch.nn.Linear):
-        fan = mod.out_features  # the dense fan-out of every input value
+        nzw_col = (mod.weight.detach() != 0).sum(0).to(torch.float64)  # per input feature
         rows = inp.numel() // (batch * mod.in_features)  # tokens, when there are any
-        n = rows * mod.in_features * fan
-        nonzero = float((inp != 0).sum()) * fan if is_input else None
-        return n, n, nonzero
+        n = rows * mod.weight.numel()
+        n_nzw = rows * int(nzw_col.sum())
+        nonzero = nonzero_nzw = None
+        if is_input:
+            ev = (inp.detach().cpu() != 0).to(torch.float64).reshape(-1, mod.in_features)
+            nonzero = float(ev.sum()) * mod.out_features
+            nonzero_nzw = float((ev @ nzw_col.cpu()).sum())
+        return (n, n, nonzero), (n_nzw, n_nzw, nonzero_nzw)
     if type(mod) is not torch.nn.Conv2d:
         raise KdsnnError(f"teacher module '{name}' ({type(mod).__name__}) is not counted: "
                          "only Conv2d and Linear are")
     conn = _TeacherConv(mod, out.shape[1:])
-    fmap = fanout_map(conn, tuple(inp.shape[1:]), "all")
-    padded = padded_taps(conn, tuple(inp.shape[1:]))
-    in_bounds = int(fmap.sum()) if mod.padding_mode == "zeros" else padded
-    nonzero = None
-    if is_input:
-        ev = (inp.detach().cpu() != 0).to(torch.float64).unsqueeze(0)  # (1, B, C, H, W)
-        nonzero = float(_weighted_counts(ev, fmap).sum())
-    return in_bounds, padded, nonzero
+    counts = []
+    for weights in ("all", "nonzero"):
+        fmap = fanout_map(conn, tuple(inp.shape[1:]), weights)
+        padded = padded_taps(conn, tuple(inp.shape[1:]), weights)
+        in_bounds = int(fmap.sum()) if mod.padding_mode == "zeros" else padded
+        nonzero = None
+        if is_input:
+            ev = (inp.detach().cpu() != 0).to(torch.float64).unsqueeze(0)  # (1, B, C, H, W)
+            nonzero = float(_weighted_counts(ev, fmap).sum())
+        counts.append((in_bounds, padded, nonzero))
+    return tuple(counts)
 
 
 def count_teacher(model: torch.nn.Module, input_shape: Sequence[int],
@@ -131,16 +148,17 @@ def count_teacher(model: torch.nn.Module, input_shape: Sequence[int],
             inp = inputs[0]
             is_input = inp.shape == current["x"].shape and \
                 inp.data_ptr() == current["x"].data_ptr()
-            ib, pd, nz = _teacher_layer(name, mod, inp, output, is_input)
+            both = _teacher_layer(name, mod, inp, output, is_input)
             if name not in counts:
                 order.append(name)
-                counts[name] = [0, 0, is_input, 0.0 if is_input and samples else None]
-            c = counts[name]
-            if current["first"]:  # static per-sample counts: the first batch suffices
-                c[0] += ib
-                c[1] += pd
-            if c[3] is not None and nz is not None:
-                c[3] += nz
+                zero = 0.0 if is_input and samples else None
+                counts[name] = {"input": is_input, "c": [[0, 0, zero], [0, 0, zero]]}
+            for c, (ib, pd, nz) in zip(counts[name]["c"], both):
+                if current["first"]:  # static per-sample counts: the first batch suffices
+                    c[0] += ib
+                    c[1] += pd
+                if c[2] is not None and nz is not None:
+                    c[2] += nz
         return fn
 
     hooks = [mod.register_forward_hook(hook(name or type(mod).__name__))
@@ -160,9 +178,10 @@ def count_teacher(model: torch.nn.Module, input_shape: Sequence[int],
         model.train(was_training)
     layers = []
     for name in order:
-        ib, pd, is_input, nz = counts[name]
-        layers.append(TeacherLayer(name, int(ib), int(pd), bool(is_input),
-                                   None if nz is None else nz / samples))
+        (ib, pd, nz), (ib_nzw, pd_nzw, nz_nzw) = counts[name]["c"]
+        per = lambda n: None if n is None else n / samples  # noqa: E731
+        layers.append(TeacherLayer(name, int(ib), int(pd), bool(counts[name]["input"]),
+                                   per(nz), int(ib_nzw), int(pd_nzw), per(nz_nzw)))
     return TeacherStats(tuple(layers), samples)
 
 
