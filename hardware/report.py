@@ -21,12 +21,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
+from kd_snn.errors import KdsnnError
 from kd_snn.io import remove, transaction, write_bytes, write_json, write_text
 
 from .energy import (CONVENTION_CHOICES, DEFAULT_CONVENTIONS, PROFILE_ALIASES, Conventions,
                      GraphStats, TeacherLayer, TeacherStats, analyze_graph,
                      convention_grid, count_teacher, energy, energy_ratio, load_profile,
-                     teacher_energy, teacher_profile)
+                     neurobench_metrics, teacher_energy, teacher_profile)
 from .report_format import ACCURACY_LABELS, RECORD_ACCURACY  # noqa: F401 (public)
 from .report_plots import (_plot_accuracy_energy, _plot_energy, _plot_firing,
                            _plot_heatmap, _plot_ops, _plot_raster, _plot_rates,
@@ -128,6 +129,20 @@ def _by_convention(primary: GraphStats, teacher: Optional[TeacherStats], profs,
                                         "teacher_over_student": energy_ratio(s_e, t_e)}
         rows.append(row)
     return rows
+
+
+def _neurobench_block(records: Mapping[str, GraphStats]) -> dict:
+    """NeuroBench's metrics of the primary record (per layer and total) and the totals of
+    the others; a record whose counts cannot follow NeuroBench says why."""
+    out = {}
+    for label, st in records.items():
+        try:
+            out[label] = neurobench_metrics(st)
+        except KdsnnError as exc:
+            out[label] = {"unavailable": str(exc)}
+    primary = next(iter(out))
+    return {"record": primary, **out[primary],
+            "other_records": {k: v.get("total", v) for k, v in out.items() if k != primary}}
 
 
 def run_entry(report: Mapping, name: str, accuracy_key: str = "student") -> dict:
@@ -244,6 +259,7 @@ def build_report(out_dir, stats, *, teacher_macs=None,
         "accuracy": acc,
         "energy": energy_block,
         "by_convention": grid,
+        "neurobench": _neurobench_block(records),
         "ratio_range": ratio_range,
         "runs": run_list,
         "files": {},

@@ -40,11 +40,11 @@ def _sections(rep: dict) -> List[tuple]:
         rows.append([axis, applied, choices[applied],
                      "; ".join(f"{v}: {choices[v]}" for v in other)])
     out.append(("Conventions", ["convention", "applied", "meaning", "alternative"], rows,
-                ["Applied to student and teacher alike. MACs count every weight, zero or "
-                 "not; SynOps count only synapses with a non-zero weight (fan-out "
-                 f"'{rep['student'][0]['fanout']}') and never depend on padding (a padding "
-                 "tap carries no spike). The teacher/student ratio under every convention "
-                 "is in the section 'Teacher / student by convention'."]))
+                ["Applied to student and teacher alike. SynOps count only synapses with a "
+                 f"non-zero weight (fan-out '{rep['student'][0]['fanout']}') and never "
+                 "depend on padding (a padding tap carries no spike). The teacher/student "
+                 "ratio under every convention is in the section 'Teacher / student by "
+                 "convention'; NeuroBench's metrics in the section 'NeuroBench'."]))
     primary = rep["student"][0]
     if rep["accuracy"]:
         rows = []
@@ -90,6 +90,7 @@ def _sections(rep: dict) -> List[tuple]:
             notes.append(f"{p}: teacher / student between {_ratio(lo)} and {_ratio(hi)} "
                          "depending on the convention.")
         out.append(("Teacher / student by convention", hdr, rows, notes))
+    out += _neurobench_sections(rep.get("neurobench"))
     layer_hdr = ["layer", "neurons", "spikes/inference", "spikes/step", "firing rate",
                  "dead", "saturated", "SynOps in", "MACs in", "neuron updates", "active"]
     for rec in rep["student"]:
@@ -148,6 +149,39 @@ def _sections(rep: dict) -> List[tuple]:
         notes = [f"Source: {p['source']}", p["description"]] + list(p["notes"])
         out.append((f"Profile {prof}", None, [], [n for n in notes if n]))
     return out
+
+
+NEUROBENCH_KEYS = ("Effective_MACs", "Effective_ACs", "Dense", "MembraneUpdates")
+
+
+def _neurobench_sections(nb: Optional[dict]) -> List[tuple]:
+    """NeuroBench 2.3.0's metrics by name, per layer and in total (one section)."""
+    if not nb:
+        return []
+    if "unavailable" in nb:
+        return [("NeuroBench", None, [], [f"Not computed: {nb['unavailable']}"])]
+    rows = [[l["name"]] + [_num(l[k]) for k in NEUROBENCH_KEYS] +
+            [_pct(1 - l["spikes"] / l["activations"]) if l["activations"] else ""]
+            for l in nb["layers"]]
+    tot = nb["total"]
+    rows.append(["**total**"] + [_num(tot[k]) for k in NEUROBENCH_KEYS] +
+                [_pct(tot["ActivationSparsity"])])
+    notes = [f"NeuroBench {nb['version']}'s workload metrics per sample on the "
+             f"'{nb['record']}' spikes, from kdsnn's counters under the 'neurobench' "
+             "preset (checked against NeuroBench itself by tests/test_neurobench.py). "
+             "Effective_MACs: non-binary inputs, zero inputs and zero weights skipped, every "
+             "step; Effective_ACs: spikes x non-zero fan-out, pooling not counted; Dense: "
+             "every in-bounds tap, every weight, every step; MembraneUpdates: spiking "
+             "neurons only, every neuron at the first step, then where the membrane changed."]
+    for label, tot in nb.get("other_records", {}).items():
+        if "unavailable" in tot:
+            notes.append(f"'{label}' spikes: {tot['unavailable']}")
+        else:
+            notes.append(f"'{label}' spikes: " + ", ".join(
+                f"{k} {_num(tot[k])}" for k in NEUROBENCH_KEYS) +
+                f", ActivationSparsity {_pct(tot['ActivationSparsity'])}.")
+    return [("NeuroBench", ["layer"] + list(NEUROBENCH_KEYS) + ["ActivationSparsity"], rows,
+             notes)]
 
 
 def _energy_for_accuracy(rep: dict, key: str, energies: Mapping) -> Optional[dict]:

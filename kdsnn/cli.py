@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", action="store_true", help="also write a self-contained report.html")
     p.add_argument("--compare", nargs="*", default=[], metavar="RUN",
                    help="other runs (with a report) for the accuracy-vs-energy plot")
+    p.add_argument("--conventions", nargs="+", default=[], metavar="PRESET|AXIS=VALUE",
+                   help="how operations are charged: a preset (kdsnn, the default; neurobench; "
+                        "dense) and/or AXIS=VALUE pairs applied in order (axes: padding, "
+                        "first_layer, zero_input, neuron_updates, mac_weights, membrane, "
+                        "readout; see README 'Energy')")
 
     commands.add_ablate_parser(sub)
 

@@ -133,11 +133,15 @@ def _compare_entries(names: list) -> list:
 
 def report_command(args) -> int:
     from export.pipeline import load_student, sample_inputs
-    from hardware.energy import analyze_graph, count_teacher
+    from hardware.energy import analyze_graph, count_teacher, parse_conventions
     from hardware.report import DEFAULT_PROFILES, build_report
     from kd_snn.run import load_trained
 
     _positive(samples=args.samples)
+    conventions = parse_conventions(getattr(args, "conventions", None) or [])
+    if conventions.membrane == "changed" and args.source != "torch":
+        raise KdsnnError("--conventions membrane=changed counts the float membrane: "
+                         "use --source torch")
     run, cfg = _run_for_export(args)
     runs = _compare_entries(args.compare)
     with writing(run):
@@ -184,7 +188,8 @@ def report_command(args) -> int:
                                   profiles=args.profile or DEFAULT_PROFILES,
                                   accuracy=accuracy, runs=runs or None, html=args.html,
                                   meta={"run": run.path.name, "samples": int(x.shape[1]),
-                                        "time_steps": cfg.data.time_steps})
+                                        "time_steps": cfg.data.time_steps},
+                                  conventions=conventions)
         except ValueError as exc:
             raise KdsnnError(str(exc).splitlines()[0]) from None
     _print_report_summary(report)

@@ -182,3 +182,21 @@ def test_run_entry_and_validation(tmp_path, tmp_path_factory):
         run_entry({"schema": "other/1"}, "x")
     with pytest.raises(ValueError, match="fraction"):
         run(tmp_path_factory.mktemp("bad"), accuracy={"student": 93.0})
+
+
+def test_neurobench_block_and_preset(tmp_path):
+    from hardware.energy import neurobench_metrics, parse_conventions
+    conv = parse_conventions(["neurobench"])
+    rep = run(tmp_path / "r", html=False, runs=None, conventions=conv)
+    nb = rep["neurobench"]
+    assert nb["record"] == "float" and nb["version"] == "2.3.0"
+    want = neurobench_metrics(analyze_graph(tiny_graph(), inputs()))
+    assert nb["layers"] == json.loads(json.dumps(want["layers"]))
+    assert nb["total"]["Dense"] == sum(l["Dense"] for l in nb["layers"])
+    assert set(nb["other_records"]) == {"lava"}
+    assert nb["other_records"]["lava"]["Effective_ACs"] == nb["total"]["Effective_ACs"]
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "## NeuroBench" in md and "Effective_MACs" in md
+    assert rep["conventions"]["applied"]["membrane"] == "changed"
+    for blk in rep["energy"].values():  # the readout's accumulators are not charged
+        assert blk["student"][0]["layers"][-1]["neuron_pj"] == 0.0
