@@ -183,3 +183,28 @@ def test_layers_import_one_way():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_calibration_in_chunks_gives_the_same_graph_and_report(monkeypatch):
+    """Large students calibrate chunk by chunk (memory); the maxima, the scale search,
+    spike agreement and readout figures are those of one piece."""
+    import json
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    import export.quantize as Q
+    from export.latency import balance_latency
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_emulate_vs_lava import residual_graph
+
+    graph = balance_latency(residual_graph(2))
+    x = torch.rand(4, 37, *graph.input_shape, dtype=torch.float64,
+                   generator=torch.Generator().manual_seed(1))
+    whole = Q.quantize(graph, x)
+    monkeypatch.setattr(Q, "calib_chunk", lambda g, budget_bytes=0: 5)
+    chunked = Q.quantize(graph, x)
+    assert chunked.digest() == whole.digest()
+    assert json.dumps(chunked.metadata, sort_keys=True) == json.dumps(whole.metadata,
+                                                                       sort_keys=True)
