@@ -17,6 +17,7 @@ Energies are per inference (one sample); accuracies are fractions in [0, 1].
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
@@ -82,22 +83,69 @@ def _teacher_stats(teacher) -> Optional[TeacherStats]:
                     "a mapping layer -> MACs")
 
 
+_GENERIC = ("conv", "fc", "linear", "dense", "bn", "lif", "neuron")
+_RELAY = re.compile(r"\.relay\d+$")
+
+
+def is_relay(name: str) -> bool:
+    """A relay layer ``SRC.relayK`` (``export.latency``): SRC's spikes, K steps later."""
+    return bool(_RELAY.search(name))
+
+
+def _block_key(name: str) -> tuple:
+    """(block, index) of a layer or module name: ``layer1.0.lif2`` and
+    ``layer1.0.conv2.conv`` both give ``("layer1.0", "2")``; ``stem.conv`` ``("stem", "")``."""
+    parts = name.split(".")
+    while len(parts) > 1 and parts[-1] in _GENERIC:
+        parts = parts[:-1]
+    m = re.fullmatch(r"([A-Za-z_]*?)(\d*)", parts[-1])
+    if len(parts) > 1 and m and m.group(1) in _GENERIC + ("", "conv", "lif") and m.group(2):
+        return ".".join(parts[:-1]), m.group(2)
+    return ".".join(parts), ""
+
+
 def _match_layers(student: dict, teacher: Optional[TeacherStats],
                   conventions: Conventions) -> List[dict]:
-    """Student layers and teacher modules side by side: a teacher module matches the student
-    layer whose name is one of its dotted parts (``conv1.conv`` -> ``conv1``)."""
-    rows = [{"layer": l["name"], "student": l["name"], "teacher": None,
-             "student_synops": l["synops_in"], "student_macs": l["macs_in"],
-             "teacher_macs": None, "teacher_macs_padded": None} for l in student["layers"]]
+    """Student layers and teacher modules side by side, by stage/block.
+
+    A teacher module pairs with the student layer that is one of its dotted parts
+    (``head.fc`` -> ``fc``), else with the same (block, index) (``layer1.0.conv2.conv`` ->
+    ``layer1.0.lif2``, ``stem.conv`` -> ``stem``), else (a shortcut conv) with the block's
+    last student layer, where the residual sum lands.  Relay layers are folded into the
+    layer whose spikes they carry (``relays`` counts them)."""
+    rows, by_name = [], {}
+    for l in student["layers"]:
+        src = _RELAY.sub("", l["name"])
+        if is_relay(l["name"]) and src in by_name:
+            row = by_name[src]
+            row["relays"] += 1
+            row["student_synops"] += l["synops_in"]
+            row["student_macs"] += l["macs_in"]
+            continue
+        row = {"layer": l["name"], "student": l["name"], "teacher": None, "teacher_modules": [],
+               "relays": 0, "student_synops": l["synops_in"], "student_macs": l["macs_in"],
+               "teacher_macs": None, "teacher_macs_padded": None}
+        rows.append(row)
+        by_name[l["name"]] = row
+    keys = {_block_key(r["student"]): r for r in rows}
+    blocks = {}
+    for r in rows:
+        blocks[_block_key(r["student"])[0]] = r
     for t in (teacher.layers if teacher else ()):
         parts = t.name.split(".")
-        row = next((r for r in rows if r["teacher"] is None and r["student"] in parts), None)
+        key = _block_key(t.name)
+        parent = key[0].rsplit(".", 1)[0] if "." in key[0] else None  # shortcut -> block
+        row = (next((r for r in rows if r["student"] and r["student"] in parts), None)
+               or keys.get(key) or blocks.get(parent))
         if row is None:
-            row = {"layer": t.name, "student": None, "student_synops": None,
-                   "student_macs": None}
+            row = {"layer": t.name, "student": None, "teacher": None, "teacher_modules": [],
+                   "relays": 0, "student_synops": None, "student_macs": None,
+                   "teacher_macs": None, "teacher_macs_padded": None}
             rows.append(row)
-        row.update(teacher=t.name, teacher_macs=t.macs(conventions),
-                   teacher_macs_padded=t.padded)
+        row["teacher_modules"].append(t.name)
+        row["teacher"] = " + ".join(row["teacher_modules"])
+        row["teacher_macs"] = (row["teacher_macs"] or 0.0) + t.macs(conventions)
+        row["teacher_macs_padded"] = (row["teacher_macs_padded"] or 0) + t.padded
     return rows
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 from typing import List, Sequence
 
 import numpy as np
@@ -70,54 +71,106 @@ def _plot_energy(rep: dict) -> bytes:
 
 def _conv_label(rep: dict) -> str:
     c = rep["conventions"]["applied"]
+    extra = {"mac_weights": ("all", "MAC weights"), "membrane": ("every_step", "membrane"),
+             "readout": ("counted", "readout")}
     return (f"padding {c['padding']}, first layer {c['first_layer']}, zero input "
-            f"{c['zero_input']}, neuron updates {c['neuron_updates']}")
+            f"{c['zero_input']}, neuron updates {c['neuron_updates']}" +
+            "".join(f", {label} {c[k]}" for k, (default, label) in extra.items()
+                    if c.get(k, default) != default))
+
+
+MAX_HEIGHT_IN = 14.0  # every per-layer plot stays under 1,400 px tall at 60 layers
+_RELAY = re.compile(r"\.relay\d+$")
+
+
+def _rows_size(n: int) -> tuple:
+    """(figure height in inches, label font size) for ``n`` rows of layers."""
+    height = min(MAX_HEIGHT_IN, max(3.0, 0.21 * n + 1.8))
+    return height, (8 if n <= 24 else 6.5 if n <= 40 else 5.5)
+
+
+def _aligned(records: Sequence[dict]) -> tuple:
+    """Spiking layer names shared by the panels, relays folded out: (names, relays per
+    record label).  A relay (``SRC.relayK``) repeats SRC's spikes K steps later, so its row
+    would only repeat SRC's; the panels line up row by row without them."""
+    names, relays = [], {}
+    for rec in records:
+        relays[rec["label"]] = sum(1 for l in _spiking(rec) if _RELAY.search(l["name"]))
+        names += [l["name"] for l in _spiking(rec)
+                  if not _RELAY.search(l["name"]) and l["name"] not in names]
+    return names, relays
+
+
+def _relay_note(relays: dict) -> str:
+    folded = {k: v for k, v in relays.items() if v}
+    if not folded:
+        return ""
+    return " (relays not shown: " + ", ".join(f"{v} in {k}" for k, v in folded.items()) + ")"
 
 
 def _plot_ops(rep: dict) -> bytes:
-    """Student SynOps + MACs per layer beside the teacher's MACs under matching names."""
+    """Per student layer (rows, top to bottom): its SynOps + MACs beside the MACs of the
+    teacher modules paired with it (same stage/block), log scale, relays folded in."""
     rows = rep["layer_match"]
-    names = [r["layer"] for r in rows]
-    fig = _figure(max(7.0, 1.1 * len(names) + 3), 4.4)
+    labels = []
+    for r in rows:
+        name = r["layer"] + (f" (+{r['relays']} relays)" if r.get("relays") else "")
+        if r.get("teacher") and r["student"]:
+            name += "  \u2194  " + ", ".join(m.rsplit(".conv", 1)[0] if m.endswith(".conv")
+                                             else m for m in r.get("teacher_modules") or
+                                             [r["teacher"]])
+        labels.append(name if r["student"] else f"(teacher only) {r['layer']}")
+    height, fs = _rows_size(len(rows))
+    fig = _figure(10.0, height + 0.4)
+    fig.set_layout_engine("constrained")
     ax = fig.add_subplot(1, 1, 1)
-    x = np.arange(len(names))
+    y = np.arange(len(rows))
     syn = np.array([r["student_synops"] or 0.0 for r in rows])
     mac = np.array([r["student_macs"] or 0.0 for r in rows])
     tea = np.array([r["teacher_macs"] or 0.0 for r in rows])
-    w = 0.38
-    ax.bar(x - w / 2, syn, w, label="student SynOps", color="tab:blue")
-    ax.bar(x - w / 2, mac, w, bottom=syn, label="student MACs (real-valued input)",
-           color="tab:orange")
+    h = 0.4
+    ax.barh(y - h / 2, syn, h, label="student SynOps", color="tab:blue")
+    ax.barh(y - h / 2, mac, h, left=syn, label="student MACs (real-valued input)",
+            color="tab:orange")
     if rep["teacher"]:
-        ax.bar(x + w / 2, tea, w, label="teacher MACs", color="tab:red")
-    _xlabels(ax, names)
+        ax.barh(y + h / 2, tea, h, label="teacher MACs", color="tab:red")
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=fs)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
     positive = [v for v in list(syn + mac) + list(tea) if v > 0]
-    if positive:
-        ax.set_yscale("log")
-        ax.set_ylim(bottom=max(0.5, min(positive) / 2), top=max(positive) * 3)
-    ax.set_ylabel("operations per inference")
-    ax.set_title(f"Ops per layer, student ({rep['student'][0]['label']}) vs teacher\n"
-                 + _conv_label(rep), fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    if positive and max(positive) / min(positive) > 20:  # counts span decades
+        ax.set_xscale("log")
+        ax.set_xlim(left=max(0.5, min(positive) / 2), right=max(positive) * 2)
+    ax.set_xlabel("operations per inference")
+    ax.grid(axis="x", color="#ddd", lw=0.5)
+    ax.set_axisbelow(True)
+    ax.set_title(f"Ops per layer: student ({rep['student'][0]['label']}) vs its teacher "
+                 f"counterpart\n{_conv_label(rep)}", fontsize=9)
+    fig.legend(loc="outside lower center", ncol=3, fontsize=7, frameon=False)
     return _png(fig)
 
 
 def _plot_firing(records: Sequence[dict]) -> bytes:
-    fig = _figure()
+    """Firing rate per spiking layer (rows), one bar per spike record, rows aligned."""
+    names, relays = _aligned(records)
+    height, fs = _rows_size(len(names))
+    fig = _figure(8.0, height + 0.3)
+    fig.set_layout_engine("constrained")
     ax = fig.add_subplot(1, 1, 1)
-    names = [l["name"] for l in records[0]["layers"] if l["spiking"]]
-    x = np.arange(len(names))
-    width = 0.8 / len(records)
+    y = np.arange(len(names))
+    h = 0.8 / len(records)
     for k, rec in enumerate(records):
         rates = {l["name"]: l["firing_rate"] for l in rec["layers"] if l["spiking"]}
-        ax.bar(x + (k - (len(records) - 1) / 2) * width,
-               [100 * (rates.get(n) or 0.0) for n in names], width, label=rec["label"])
-    _xlabels(ax, names)
-    ax.set_ylabel("firing rate (% of neurons per step)")
-    ax.set_title("Firing rate per layer")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+        ax.barh(y + (k - (len(records) - 1) / 2) * h,
+                [100 * (rates.get(n) or 0.0) for n in names], h, label=rec["label"])
+    ax.set_yticks(y)
+    ax.set_yticklabels(names, fontsize=fs)
+    ax.set_ylim(len(names) - 0.5, -0.5)
+    ax.set_xlabel("firing rate (% of neurons per step)")
+    ax.grid(axis="x", color="#ddd", lw=0.5)
+    ax.set_axisbelow(True)
+    ax.set_title("Firing rate per layer" + _relay_note(relays), fontsize=9)
+    fig.legend(loc="outside lower center", ncol=len(records), fontsize=8, frameon=False)
     return _png(fig)
 
 
@@ -126,48 +179,67 @@ def _spiking(rec: dict) -> List[dict]:
 
 
 def _plot_heatmap(records: Sequence[dict]) -> bytes:
-    """Firing rate per layer (rows) and time step (columns), one panel per spike record."""
-    fig = _figure(4.5 * len(records) + 1, 0.45 * len(_spiking(records[0])) + 2.2)
-    axes = fig.subplots(1, len(records), squeeze=False)[0]
-    for ax, rec in zip(axes, records):
-        layers = _spiking(rec)
-        data = np.array([[100 * s / l["neurons"] for s in l["spikes_by_step"]]
-                         for l in layers])
-        im = ax.imshow(data, aspect="auto", cmap="viridis", vmin=0,
-                       vmax=max(1.0, float(data.max())))
-        ax.set_yticks(np.arange(len(layers)))
-        ax.set_yticklabels([l["name"] for l in layers], fontsize=8)
+    """Firing rate per layer (rows) and time step (columns), one panel per spike record;
+    the same rows in every panel (relays folded out), so torch and Lava line up."""
+    names, relays = _aligned(records)
+    height, fs = _rows_size(len(names))
+    fig = _figure(min(16.0, 4.0 * len(records) + 2.5), height + 0.6)
+    fig.set_layout_engine("constrained")  # room for the suptitle, labels and colour bar
+    axes = fig.subplots(1, len(records), squeeze=False, sharey=True)[0]
+    panels = []
+    for rec in records:
+        by_name = {l["name"]: l for l in _spiking(rec)}
+        T = rec["time_steps"]
+        panels.append(np.array([[100 * s / by_name[n]["neurons"] for s in
+                                 by_name[n]["spikes_by_step"]] if n in by_name
+                                else [np.nan] * T for n in names]))
+    vmax = max(1.0, max(float(np.nanmax(d)) if np.isfinite(d).any() else 0.0 for d in panels))
+    for k, (ax, rec, data) in enumerate(zip(axes, records, panels)):
+        im = ax.imshow(data, aspect="auto", cmap="viridis", vmin=0, vmax=vmax,
+                       interpolation="nearest")
+        ax.set_yticks(np.arange(len(names)))
+        ax.set_yticklabels(names, fontsize=fs)
+        ax.tick_params(axis="y", labelleft=(k == 0))
         ax.set_xticks(np.arange(data.shape[1]))
         ax.set_xlabel("time step")
-        for (i, j), v in np.ndenumerate(data):
-            ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=7,
-                    color="white" if v < 0.6 * data.max() else "black")
-        ax.set_title(f"Firing rate % ({rec['label']})", fontsize=9)
-        fig.colorbar(im, ax=ax, label="% of neurons spiking")
-    fig.tight_layout()
+        if data.size <= 240:  # numbers only where they stay legible
+            for (i, j), v in np.ndenumerate(data):
+                if np.isfinite(v):
+                    ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=min(7, fs),
+                            color="white" if v < 0.6 * vmax else "black")
+        ax.set_title(f"{rec['label']}", fontsize=9)
+    fig.colorbar(im, ax=list(axes), label="% of neurons spiking", shrink=0.8)
+    fig.suptitle("Firing rate per layer and time step" + _relay_note(relays), fontsize=9)
     return _png(fig)
 
 
 def _plot_raster(rec: dict) -> bytes:
-    """Spikes of a few evenly spaced neurons per layer for sample 0."""
-    layers = [l for l in _spiking(rec) if l.get("raster")]
-    rows = sum(len(l["raster"]["neurons"]) for l in layers)
-    fig = _figure(7.0, max(3.0, 0.16 * rows + 1.5))
+    """Spikes of a few evenly spaced neurons per layer for sample 0 (fewer neurons per
+    layer in deep networks, so the figure stays bounded)."""
+    layers = [l for l in _spiking(rec) if l.get("raster") and not _RELAY.search(l["name"])]
+    keep = max(2, min(12, 160 // max(1, len(layers))))
+    rows = sum(min(keep, len(l["raster"]["neurons"])) for l in layers)
+    height = _rows_size(rows // 3 + len(layers) // 2)[0]
+    fs = _rows_size(len(layers))[1]
+    fig = _figure(8.0, height)
     ax = fig.add_subplot(1, 1, 1)
     y, ticks, labels = 0, [], []
     T = rec["time_steps"]
     for k, l in enumerate(layers):
         r = l["raster"]
-        color = f"C{k % 10}"
+        idx = sorted(set(np.linspace(0, len(r["neurons"]) - 1,
+                                     min(keep, len(r["neurons"]))).round().astype(int)))
         start = y
-        for neuron, steps in zip(r["neurons"], r["spike_steps"]):
-            ax.scatter(steps, [y] * len(steps), marker="|", s=120, color=color)
+        for i in idx:
+            steps = r["spike_steps"][i]
+            ax.scatter(steps, [y] * len(steps), marker="|", s=60 if rows > 60 else 120,
+                       color=f"C{k % 10}")
             y += 1
         ticks.append((start + y - 1) / 2)
-        labels.append(f"{l['name']}\n({len(r['neurons'])} of {l['neurons']})")
+        labels.append(f"{l['name']} ({len(idx)} of {l['neurons']})")
         ax.axhline(y - 0.5, color="#ccc", lw=0.5)
     ax.set_yticks(ticks)
-    ax.set_yticklabels(labels, fontsize=7)
+    ax.set_yticklabels(labels, fontsize=fs)
     ax.set_xticks(np.arange(T))
     ax.set_xlim(-0.5, T - 0.5)
     ax.set_ylim(-0.5, max(0.5, y - 0.5))
@@ -179,22 +251,28 @@ def _plot_raster(rec: dict) -> bytes:
 
 
 def _plot_rates(rec: dict) -> bytes:
-    """Distribution of per-neuron firing rates per layer, dead/saturated shares in the legend."""
-    layers = _spiking(rec)
-    fig = _figure(7.0, 4.2)
+    """Distribution of per-neuron firing rates: layers (rows) x 5 % rate bins, colour = share
+    of the layer's neurons (log); dead / saturated shares beside each layer's name."""
+    from matplotlib.colors import LogNorm
+    layers = [l for l in _spiking(rec) if not _RELAY.search(l["name"])]
+    height, fs = _rows_size(len(layers))
+    fig = _figure(9.0, height)
     ax = fig.add_subplot(1, 1, 1)
-    for k, l in enumerate(layers):
-        h = l["rate_histogram"]
-        edges = 100 * np.array(h["edges"])
-        share = 100 * np.array(h["counts"]) / max(1, l["neurons"])
-        ax.stairs(share, edges, label=f"{l['name']}: dead {100 * h['dead_fraction']:.1f} %, "
-                  f"saturated {100 * h['saturated_fraction']:.1f} %", color=f"C{k % 10}")
+    data = np.array([100 * np.array(l["rate_histogram"]["counts"]) / max(1, l["neurons"])
+                     for l in layers])
+    edges = 100 * np.array(layers[0]["rate_histogram"]["edges"]) if layers else np.arange(2)
+    shown = np.where(data > 0, data, np.nan)
+    im = ax.imshow(shown, aspect="auto", cmap="magma_r", norm=LogNorm(vmin=0.01, vmax=100),
+                   extent=(edges[0], edges[-1], len(layers) - 0.5, -0.5),
+                   interpolation="nearest")
+    ax.set_yticks(np.arange(len(layers)))
+    ax.set_yticklabels([f"{l['name']}  dead {100 * l['rate_histogram']['dead_fraction']:.0f}%"
+                        f" sat {100 * l['rate_histogram']['saturated_fraction']:.0f}%"
+                        for l in layers], fontsize=fs)
     ax.set_xlabel("per-neuron firing rate (% of steps, over all samples)")
-    ax.set_ylabel("% of the layer's neurons")
-    ax.set_yscale("symlog", linthresh=1.0)
+    fig.colorbar(im, ax=ax, label="% of the layer's neurons (log; white: none)")
     ax.set_title(f"Per-neuron firing rates ({rec['label']}); dead = never spikes, "
-                 "saturated = spikes every step", fontsize=9)
-    ax.legend(fontsize=7)
+                 "sat = spikes every step", fontsize=9)
     fig.tight_layout()
     return _png(fig)
 

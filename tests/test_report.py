@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 
 from export.graph import Connection, DeployGraph, NeuronLayer, run_float
-from hardware.energy import Conventions, analyze_graph, load_profile, teacher_macs
+from hardware.energy import (Conventions, analyze_graph, count_teacher, load_profile,
+                             teacher_macs)
 from hardware.report import PLOT_FILES, SCHEMA, build_report, make_report, run_entry
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -200,3 +201,63 @@ def test_neurobench_block_and_preset(tmp_path):
     assert rep["conventions"]["applied"]["membrane"] == "changed"
     for blk in rep["energy"].values():  # the readout's accumulators are not charged
         assert blk["student"][0]["layers"][-1]["neuron_pj"] == 0.0
+
+
+def deep_chain(n_layers=60, relays=6):
+    """A 60-layer chain of small convs; the last ``relays`` layers also get a relay copy."""
+    rng = np.random.default_rng(1)
+    layers, src = [], "input"
+    for k in range(n_layers):
+        name = f"layer{k // 2 + 1}.0.lif{k % 2 + 1}"
+        w = rng.normal(size=(2, 1 if k == 0 else 2, 3, 3))
+        layers.append(NeuronLayer(name, (2, 4, 4), (Connection(src, "conv", w, (1, 1), (1, 1)),),
+                                  0.05, 0.0, 0.5, 0.3))
+        src = name
+    layers.append(NeuronLayer("fc", (3,), (Connection(src, "dense", rng.normal(size=(3, 32))),),
+                              0.0, 0.0, 0.0, 0.0, False))
+    return DeployGraph((1, 4, 4), tuple(layers), time_steps=4)
+
+
+def test_plots_stay_bounded_and_aligned_at_60_layers(tmp_path):
+    from hardware.report import _match_layers, is_relay
+    g = deep_chain()
+    x = torch.rand(4, 2, 1, 4, 4, generator=torch.Generator().manual_seed(0),
+                   dtype=torch.float64)
+    torch_stats = analyze_graph(g, x, source="torch")
+    # a record with relay layers (as a latency-balanced Lava run has): SRC.relay1 copies SRC
+    relayed = list(g.layers[:-1])
+    for l in g.layers[10:16]:
+        relayed.append(NeuronLayer(f"{l.name}.relay1", l.shape,
+                                   (Connection(l.name, "sumpool", kernel=(1, 1)),),
+                                   0.0, 0.0, 0.0, 0.5))
+    g2 = DeployGraph(g.input_shape, tuple(relayed) + (g.layers[-1],), time_steps=4)
+    _, rec = run_float(g2, x, record=True)
+    lava = analyze_graph(g2, x, spikes=rec, source="lava")
+    teacher = nn.Sequential()
+    teacher.add_module("stem", nn.Conv2d(1, 2, 3, padding=1))
+    rep = build_report(tmp_path, {"torch": torch_stats, "lava": lava}, html=False,
+                       teacher_macs=count_teacher(teacher, (1, 4, 4)))
+    for name in rep["files"]["plots"]:
+        w, h = png_size((tmp_path / name).read_bytes())
+        assert w <= 1600 and h <= 1500, (name, w, h)
+    assert is_relay("layer6.0.lif1.relay1") and not is_relay("layer6.0.lif1")
+    rows = _match_layers(rep["student"][1], None, Conventions())
+    assert [r["layer"] for r in rows] == [l.name for l in g.layers]  # relays folded in
+    folded = next(r for r in rows if r["layer"] == g.layers[10].name)
+    assert folded["relays"] == 1 and folded["student_synops"] == pytest.approx(
+        lava[g.layers[10].name].synops_in + lava[f"{g.layers[10].name}.relay1"].synops_in)
+
+
+def test_teacher_modules_pair_by_block():
+    from hardware.energy import TeacherLayer, TeacherStats
+    from hardware.report import _match_layers
+    student = {"layers": [{"name": n, "synops_in": 1.0, "macs_in": 0.0} for n in
+                          ("stem", "layer2.0.lif1", "layer2.0.lif2", "fc")]}
+    names = ("stem.conv", "layer2.0.conv1.conv", "layer2.0.conv2.conv",
+             "layer2.0.shortcut.conv", "head.fc", "extra.proj")
+    teacher = TeacherStats(tuple(TeacherLayer(n, 10, 12) for n in names))
+    rows = {r["layer"]: r["teacher_modules"] for r in _match_layers(student, teacher,
+                                                                    Conventions())}
+    assert rows == {"stem": ["stem.conv"], "layer2.0.lif1": ["layer2.0.conv1.conv"],
+                    "layer2.0.lif2": ["layer2.0.conv2.conv", "layer2.0.shortcut.conv"],
+                    "fc": ["head.fc"], "extra.proj": ["extra.proj"]}
