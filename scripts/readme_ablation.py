@@ -229,9 +229,13 @@ def block(obj: dict, source: str) -> str:
                     cells = " | ".join(paired_cells(paired[ref][v]))
                     lines.append(f"| {v} | {paired[ref][v]['n']} | {cells} |")
                 lines.append("")
-            if det.get("missing"):
-                lines += [f"Not finished yet ({len(det['missing'])} runs): "
-                          + ", ".join(det["missing"]) + ".", ""]
+            tag = " (extra, if the spread asks)"
+            missing = [m for m in det.get("missing", []) if not m.endswith(tag)]
+            extras = len(det.get("missing", [])) - len(missing)
+            if missing:
+                lines += [f"Not finished yet ({len(missing)} runs): " + ", ".join(missing)
+                          + "." + (f" Undecided: {extras} extra-seed runs (they run only if "
+                                   "the spread asks)." if extras else ""), ""]
             curves = det.get("curves", {})
             if "none" in curves:
                 tail = curves["none"][-max(1, len(curves["none"]) // 5):]
