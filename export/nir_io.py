@@ -5,7 +5,7 @@ Public API
 ``graph_to_nir(graph, dt=1e-4) -> nir.NIRGraph``
 ``write_nir(graph, path, dt=1e-4) -> pathlib.Path``   (atomic, byte-deterministic)
 ``read_nir(path) -> nir.NIRGraph``                    (``nir.read`` with type checks)
-``nir_to_graph(nir_graph_or_path) -> DeployGraph``    (inverse; runnable via ``run_float``)
+``nir_to_graph(nir_graph_or_path, dt=None) -> DeployGraph`` (inverse, foreign files too)
 
 Time step and neuron convention (why these r, w_in, tau, dt)
 -------------------------------------------------------------
@@ -82,7 +82,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -303,19 +303,94 @@ def write_nir(graph: Union[DeployGraph, nir.NIRGraph], path, dt: float = DT) -> 
     return path
 
 
-def read_nir(path) -> nir.NIRGraph:
-    """``nir.read`` with NIR's type inference and checks; errors become KdsnnError."""
+def read_nir(path, type_check: bool = True) -> nir.NIRGraph:
+    """``nir.read`` (with NIR's type inference and checks unless ``type_check=False``)
+    after ``_check_file`` (HDF5, a NIR graph, declared sizes); errors become KdsnnError."""
     path = Path(path)
     if not path.is_file():
         raise KdsnnError(f"NIR file not found: {path}")
+    _check_file(path)
     try:
-        return nir.read(str(path))
+        return nir.read(str(path), type_check=type_check)
     except Exception as exc:  # noqa: BLE001 - any parse error is a bad file
-        raise KdsnnError(f"cannot read NIR file {path}: {exc}") from exc
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise KdsnnError(f"cannot read NIR file {path}: {msg}") from None
 
 
 # --------------------------------------------------------------------------- import
 _NEURONS = (nir.LIF, nir.CubaLIF, nir.IF)
+# Limits checked before anything is read or allocated (a file may declare any size)
+MAX_NIR_BYTES = 1 << 30  # all arrays of one file together
+MAX_ELEMENTS = 1 << 27  # one array, the input, or one layer of neurons
+MAX_NODES = 100_000  # HDF5 objects in one file
+
+
+def _check_file(path: Path) -> None:
+    """Reject, before ``nir.read`` reads a byte of data, what is not an HDF5 file, not a
+    NIR graph, truncated, or declares arrays larger than the limits above."""
+    import h5py
+    if path.stat().st_size == 0:
+        raise KdsnnError(f"cannot read NIR file {path}: it is empty")
+    try:
+        is_h5 = h5py.is_hdf5(str(path))
+    except Exception:  # noqa: BLE001
+        is_h5 = False
+    if not is_h5:
+        raise KdsnnError(f"cannot read NIR file {path}: not an HDF5 file")
+    objects: list = []
+
+    def visit(_name, obj):
+        objects.append(obj)
+        if len(objects) > MAX_NODES:
+            return True  # stops the walk
+        return None
+
+    try:
+        with h5py.File(str(path), "r") as f:
+            root = f.get("node")
+            if not isinstance(root, h5py.Group) or "type" not in root or \
+                    not isinstance(root["type"], h5py.Dataset) or \
+                    root["type"].size > 64:
+                raise KdsnnError(f"cannot read NIR file {path}: an HDF5 file but not "
+                                 "a NIR graph (no 'node' group with a type)")
+            kind = root["type"][()]
+            kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+            if kind != "NIRGraph":
+                raise KdsnnError(f"cannot read NIR file {path}: an HDF5 file but not "
+                                 f"a NIR graph (top node type {kind!r:.40})")
+            nodes = root.get("nodes")
+            if not isinstance(nodes, h5py.Group):
+                raise KdsnnError(f"cannot read NIR file {path}: the graph has no 'nodes'")
+            known = {n for n in dir(nir) if isinstance(getattr(nir, n), type)
+                     and issubclass(getattr(nir, n), nir.NIRNode)}
+            for key, node in nodes.items():
+                typ = node.get("type") if isinstance(node, h5py.Group) else None
+                if not isinstance(typ, h5py.Dataset) or typ.size > 64:
+                    raise KdsnnError(f"cannot read NIR file {path}: node '{key}' has no type")
+                typ = typ[()]
+                typ = typ.decode(errors="replace") if isinstance(typ, bytes) else str(typ)
+                if typ not in known:
+                    raise KdsnnError(f"cannot read NIR file {path}: node '{key}' has unknown "
+                                     f"type {typ!r:.40} (not a NIR node type)")
+            root.visititems(visit)
+            if len(objects) > MAX_NODES:
+                raise KdsnnError(f"cannot read NIR file {path}: more than {MAX_NODES} objects")
+            total = 0
+            for obj in objects:
+                if not isinstance(obj, h5py.Dataset) or obj.shape is None:
+                    continue
+                n = float(np.prod([float(d) for d in obj.shape])) if obj.shape else 1.0
+                total += n * max(int(obj.dtype.itemsize), 1)
+                if n > MAX_ELEMENTS or total > MAX_NIR_BYTES:
+                    raise KdsnnError(f"cannot read NIR file {path}: dataset {obj.name} declares shape "
+                                     f"{obj.shape} (absurdly large; limits "
+                                     f"{MAX_ELEMENTS} elements, {MAX_NIR_BYTES} bytes)")
+    except KdsnnError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - truncated / corrupt HDF5
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise KdsnnError(f"cannot read NIR file {path} (truncated or corrupt HDF5: "
+                         f"{msg})") from None
 
 
 def _scalar(x):
@@ -372,137 +447,430 @@ def _restore(node, derived: tuple, name: str) -> dict:
     return out
 
 
-def nir_to_graph(source: Union[nir.NIRGraph, str, os.PathLike]) -> DeployGraph:
-    """A DeployGraph from a NIR graph or file; what kdsnn cannot express is a KdsnnError."""
+def nir_to_graph(source: Union[nir.NIRGraph, str, os.PathLike],
+                 dt: Optional[float] = None) -> DeployGraph:
+    """A DeployGraph from a NIR graph or file; what kdsnn cannot express is a KdsnnError.
+
+    ``dt``: the time step the file's time constants are expressed in, for files that do
+    not state it in ``metadata["dt"]`` (foreign files; default ``1e-4``, snntorch's and
+    spikingjelly's).  norse's exporter writes ``tau = dt / tau_mem_inv`` (read it with
+    ``dt = dt_norse ** 2``); sinabs writes ``IF(r = 1)`` in steps (``dt = 1``).
+
+    Foreign conventions handled (see ``tests/foreign_nir.py``): ``Linear`` or ``Affine``;
+    ``Flatten`` with any ``start_dim`` before a dense layer whose columns are the source's
+    size; pooling (+ ``Scale``) then ``Flatten`` then a dense layer, composed into one
+    dense connection; scalar-shaped parameters (broadcast to the neuron's shape, which
+    comes from its input connection); ``Input``/``Output`` types with a leading batch axis
+    of 1, or a missing input type (taken from the first consumer); node names that are not
+    python identifiers (layer names are sanitised).  Refused with one sentence naming the
+    node: ``v_reset != 0``, ``LI``/``CubaLI``/``I`` (leaky readouts), ``Delay``,
+    ``Threshold``, ``Conv1d``, subgraphs, cycles, fan-in into anything but a neuron or the
+    readout, synaptic biases into a CubaLIF, time constants giving decays outside [0, 1].
+    """
     try:
-        return _nir_to_graph(source)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise KdsnnError(f"NIR import: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                         ) from None
+        return _nir_to_graph(source, dt)
+    except RecursionError:
+        raise KdsnnError("NIR import: the graph is nested too deeply") from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise KdsnnError(f"NIR import: {msg}") from None
 
 
-def _nir_to_graph(source: Union[nir.NIRGraph, str, os.PathLike]) -> DeployGraph:
-    """Load a NIR graph (object or file) back into a DeployGraph."""
-    g = source if isinstance(source, nir.NIRGraph) else read_nir(source)
-    meta = dict(g.metadata or {})
-    dt = float(_scalar(meta.get("dt", DT)))
+_WHY_NOT = {
+    "LI": "a leaky-integrator readout has no kdsnn counterpart (kdsnn's readout is the "
+          "mean over the T steps of a Linear/Affine into Output)",
+    "CubaLI": "a leaky-integrator readout has no kdsnn counterpart (kdsnn's readout is the "
+              "mean over the T steps of a Linear/Affine into Output)",
+    "I": "an integrator readout has no kdsnn counterpart (kdsnn's readout is the mean over "
+         "the T steps of a Linear/Affine into Output)",
+    "Delay": "synaptic delays are not supported",
+    "Threshold": "a stateless threshold is not a kdsnn neuron",
+    "Conv1d": "1-d convolutions are not supported (kdsnn has Conv2d)",
+    "Identity": "identity nodes are not supported",
+    "NIRGraph": "nested graphs (e.g. snntorch's recurrent RLeaky) are not supported",
+}
+
+
+def _why_not(key: str, node) -> KdsnnError:
+    kind = type(node).__name__
+    why = _WHY_NOT.get(kind, "kdsnn has no such connection")
+    return KdsnnError(f"NIR import: node '{key}' ({kind}) cannot be imported: {why}")
+
+
+def _shape_of(value, what: str) -> tuple:
+    """A validated shape: positive ints, at most MAX_ELEMENTS elements."""
+    arr = np.asarray(value)
+    if arr.dtype == object or arr.ndim > 1 or arr.size > 8:
+        raise KdsnnError(f"NIR import: {what} is not a shape ({arr!r:.60})")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise KdsnnError(f"NIR import: {what} is not a shape")
+    shape = tuple(int(s) for s in arr.reshape(-1))
+    if any(s <= 0 for s in shape) or np.any(arr.reshape(-1) != np.asarray(shape)):
+        raise KdsnnError(f"NIR import: {what} {shape} has a non-positive or fractional size")
+    if float(np.prod([float(s) for s in shape])) > MAX_ELEMENTS:
+        raise KdsnnError(f"NIR import: {what} {shape} is absurdly large "
+                         f"(more than {MAX_ELEMENTS} elements)")
+    return shape
+
+
+def _io_type(node, attr: str, key: str):
+    """The one shape of an Input/Output node's type, or None when absent or empty."""
+    typ = getattr(node, attr, None)
+    if not typ:
+        return None
+    vals = list(typ.values()) if isinstance(typ, dict) else [typ]
+    if len(vals) != 1 or vals[0] is None or np.asarray(vals[0]).size == 0:
+        return None
+    return _shape_of(vals[0], f"{attr} of '{key}'")
+
+
+def _unbatch(shape: tuple) -> tuple:
+    """Drop leading axes of size 1 that are a batch (or time) axis, not data: an input of
+    rank 4+ (kdsnn inputs are (C,H,W) at most) or a ``(1, N)`` vector."""
+    while shape and shape[0] == 1 and (len(shape) > 3 or len(shape) == 2):
+        shape = shape[1:]
+    return shape
+
+
+def _validate(g) -> tuple:
+    """Structure checks before anything is built: nodes, edges, one Input and one Output,
+    no cycle, sizes.  Returns (input key, output key, preds, succs, topological order)."""
+    if not isinstance(g, nir.NIRGraph) or not isinstance(g.nodes, dict) or not g.nodes:
+        raise KdsnnError("NIR import: the file holds no NIR graph with nodes")
+    if len(g.nodes) > MAX_NODES:
+        raise KdsnnError(f"NIR import: {len(g.nodes)} nodes (more than {MAX_NODES})")
+    for key, node in g.nodes.items():
+        if isinstance(node, nir.NIRGraph) or not isinstance(node, nir.NIRNode):
+            raise _why_not(key, node)
+        for attr, val in vars(node).items():
+            if isinstance(val, np.ndarray) and val.size > MAX_ELEMENTS:
+                raise KdsnnError(f"NIR import: node '{key}' {attr} has {val.size} elements "
+                                 f"(more than {MAX_ELEMENTS})")
     inputs = [k for k, n in g.nodes.items() if isinstance(n, nir.Input)]
     outputs = [k for k, n in g.nodes.items() if isinstance(n, nir.Output)]
     if len(inputs) != 1 or len(outputs) != 1:
-        raise KdsnnError("NIR import: need exactly one Input and one Output node")
+        raise KdsnnError(f"NIR import: need exactly one Input and one Output node, found "
+                         f"{len(inputs)} Input and {len(outputs)} Output")
     preds: dict = {k: [] for k in g.nodes}
-    for a, b in g.edges:
+    succs: dict = {k: [] for k in g.nodes}
+    for edge in g.edges:
+        if len(edge) != 2:
+            raise KdsnnError(f"NIR import: malformed edge {edge!r:.80}")
+        a, b = (str(e) for e in edge)
+        for end in (a, b):
+            if end not in g.nodes:
+                raise KdsnnError(f"NIR import: edge ({a!r}, {b!r}) names node {end!r}, "
+                                 "which does not exist")
+        if a == b:
+            raise KdsnnError(f"NIR import: node '{a}' feeds itself (recurrent edges are not "
+                             "supported: kdsnn runs feed-forward networks)")
         preds[b].append(a)
-    in_node, out_node = inputs[0], outputs[0]
-    input_shape = tuple(int(s) for s in np.asarray(g.nodes[in_node].input_type["input"]))
+        succs[a].append(b)
+    if preds[inputs[0]]:
+        raise KdsnnError(f"NIR import: the Input node '{inputs[0]}' has incoming edges")
+    if succs[outputs[0]]:
+        raise KdsnnError(f"NIR import: the Output node '{outputs[0]}' has outgoing edges")
+    indeg = {k: len(v) for k, v in preds.items()}
+    ready = [k for k in g.nodes if indeg[k] == 0]
+    order = []
+    while ready:
+        k = ready.pop()
+        order.append(k)
+        for s in succs[k]:
+            indeg[s] -= 1
+            if indeg[s] == 0:
+                ready.append(s)
+    if len(order) != len(g.nodes):
+        cyc = sorted(k for k in g.nodes if indeg[k] > 0)
+        raise KdsnnError(f"NIR import: the graph has a cycle through {', '.join(cyc[:4])} "
+                         "(recurrent edges are not supported: kdsnn runs feed-forward "
+                         "networks)")
+    return inputs[0], outputs[0], preds, succs, order
+
+
+def _check_neuron(key: str, node) -> None:
+    reset = getattr(node, "v_reset", None)
+    if reset is not None and np.any(_f64(reset) != 0):
+        raise KdsnnError(f"NIR import: node '{key}' ({type(node).__name__}) resets to "
+                         f"v_reset = {float(np.max(np.abs(_f64(reset)))):g} != 0; kdsnn's "
+                         "neurons reset to zero")
+    for attr, val in vars(node).items():
+        if isinstance(val, np.ndarray) and val.dtype != object and not np.all(
+                np.isfinite(_f64(val))):
+            raise KdsnnError(f"NIR import: node '{key}' has non-finite {attr}")
+    for attr in ("r", "tau", "tau_mem", "tau_syn", "w_in"):
+        if hasattr(node, attr) and np.any(_f64(getattr(node, attr)) <= 0):
+            raise KdsnnError(f"NIR import: node '{key}' has {attr} <= 0")
+
+
+def _dense_after_pool(w: np.ndarray, src_shape: tuple, kind: str, k: tuple) -> np.ndarray:
+    """The dense weight over a (C,H,W) source equal to ``kind`` pooling then ``w``."""
+    c, h, wd = src_shape
+    kh, kw = k
+    ph, pw = h // kh, wd // kw
+    n = w.shape[0]
+    if float(n) * c * h * wd > MAX_ELEMENTS:
+        raise KdsnnError("NIR import: pooling + dense composed weight is absurdly large")
+    full = np.zeros((n, c, h, wd))
+    full[:, :, :ph * kh, :pw * kw] = np.repeat(np.repeat(w.reshape(n, c, ph, pw), kh, 2),
+                                               kw, 3)
+    if kind == "avgpool":
+        full /= kh * kw
+    return full.reshape(n, -1)
+
+
+def _nir_to_graph(source: Union[nir.NIRGraph, str, os.PathLike],
+                  dt: Optional[float] = None) -> DeployGraph:
+    """Load a NIR graph (object or file) back into a DeployGraph."""
+    # type_check=False: nir's own type inference rejects legal foreign files (scalar
+    # parameters, a batch axis in the Input type); kdsnn checks every shape itself below
+    g = source if isinstance(source, nir.NIRGraph) else read_nir(source, type_check=False)
+    in_node, out_node, preds, succs, topo = _validate(g)
+    meta = dict(g.metadata or {})
+    if "dt" in meta:
+        file_dt = float(_scalar(meta["dt"]))
+        if dt is not None and not np.isclose(float(dt), file_dt, rtol=1e-12, atol=0):
+            raise KdsnnError(f"NIR import: the file states dt = {file_dt:g}, "
+                             f"but dt = {float(dt):g} was asked for")
+        dt = file_dt
+    dt = float(DT if dt is None else dt)
+    if not (np.isfinite(dt) and dt > 0):
+        raise KdsnnError(f"NIR import: dt = {dt} is not a positive time step")
+    nodes = g.nodes
+    names = _Names()
+    layer_names: dict = {}
 
     def layer_name(key):
-        m = getattr(g.nodes[key], "metadata", None) or {}
-        return str(_scalar(m.get("kdsnn_layer", key)))
+        if key not in layer_names:
+            m = getattr(nodes[key], "metadata", None) or {}
+            layer_names[key] = (str(_scalar(m["kdsnn_layer"])) if "kdsnn_layer" in m
+                                else names(key))
+        return layer_names[key]
+
+    # input shape: the Input type (batch axis dropped), else from its first consumer
+    input_shape = _io_type(nodes[in_node], "input_type", in_node)
+    if input_shape is None:
+        for s in succs[in_node]:
+            n = nodes[s]
+            if isinstance(n, nir.Conv2d) and n.input_shape is not None:
+                input_shape = (int(np.asarray(n.weight).shape[1]),
+                               *_shape_of(n.input_shape, f"input_shape of '{s}'"))
+            elif isinstance(n, nir.Flatten) and _io_type(n, "input_type", s):
+                input_shape = _io_type(n, "input_type", s)
+            elif isinstance(n, (nir.Affine, nir.Linear)):
+                input_shape = (int(np.asarray(n.weight).shape[-1]),)
+            if input_shape:
+                break
+        if input_shape is None:
+            raise KdsnnError(f"NIR import: Input node '{in_node}' has no type and its "
+                             "consumers do not tell the input shape")
+    input_shape = _unbatch(input_shape)
+    _shape_of(input_shape, "the input shape")
+
+    def is_neuron(key):
+        return isinstance(nodes[key], _NEURONS)
+
+    # every neuron must lead to the Output (else the graph's output is not its last layer)
+    reaches, stack = {out_node}, [out_node]
+    while stack:
+        for p in preds[stack.pop()]:
+            if p not in reaches:
+                reaches.add(p)
+                stack.append(p)
+    for key in topo:
+        n = nodes[key]
+        if isinstance(n, _NEURONS):
+            if key not in reaches:
+                raise KdsnnError(f"NIR import: neuron node '{key}' does not lead to the "
+                                 "Output node")
+            _check_neuron(key, n)
+        elif key in reaches and type(n).__name__ in _WHY_NOT:
+            raise _why_not(key, n)
+
+    shapes = {in_node: input_shape}
+
+    def one_pred(key):
+        p = preds[key]
+        if len(p) != 1:
+            raise KdsnnError(f"NIR import: node '{key}' ({type(nodes[key]).__name__}) has "
+                             f"{len(p)} inputs; only neurons and the readout may sum several "
+                             "inputs (fan-in)")
+        return p[0]
 
     def chain(key):
-        """Walk back from a connection's last node: (Connection, source node key, bias)."""
-        node = g.nodes[key]
+        """Walk back from a connection's last node to a neuron or the Input and fold the
+        nodes between into one Connection: (Connection, bias or None)."""
+        ops = []
+        while key != in_node and not is_neuron(key):
+            ops.append(key)
+            key = one_pred(key)
+        src, src_shape = key, shapes[key]
+        ops.reverse()
+        if not ops:
+            raise KdsnnError(f"NIR import: '{src}' feeds a neuron or the Output with no "
+                             "synapse (Conv2d/Linear/Affine/pooling) between")
+        src_n = INPUT if src == in_node else layer_name(src)
+        first = nodes[ops[0]]
+        if isinstance(first, nir.Conv2d):
+            if len(ops) != 1:
+                raise _why_not(ops[1], nodes[ops[1]])
+            w = _f64(first.weight)
+            if w.ndim != 4:
+                raise KdsnnError(f"NIR import: conv '{ops[0]}' weight has rank {w.ndim}")
+            if _pair(first.dilation) != (1, 1) or int(_scalar(first.groups)) != 1 or \
+                    isinstance(first.padding, str):
+                raise KdsnnError(f"NIR import: conv '{ops[0]}' uses dilation, groups or a "
+                                 "string padding (not supported)")
+            if first.input_shape is not None and len(src_shape) == 3 and \
+                    tuple(_pair(first.input_shape)) != tuple(src_shape[1:]):
+                raise KdsnnError(f"NIR import: conv '{ops[0]}' declares input_shape "
+                                 f"{_pair(first.input_shape)}, its source gives "
+                                 f"{tuple(src_shape[1:])}")
+            bias = _f64(first.bias).reshape(-1) if first.bias is not None else np.zeros(
+                w.shape[0])
+            if bias.size not in (1, w.shape[0]):
+                raise KdsnnError(f"NIR import: conv '{ops[0]}' has {bias.size} biases for "
+                                 f"{w.shape[0]} channels")
+            bias = np.broadcast_to(bias, (w.shape[0],))
+            return (Connection(src_n, "conv", w, _pair(first.stride), _pair(first.padding)),
+                    bias[:, None, None])
+        i, pool = 0, None
+        if isinstance(first, (nir.SumPool2d, nir.AvgPool2d)):
+            k, s = _pair(first.kernel_size), _pair(first.stride)
+            if k != s or any(_pair(first.padding)):
+                raise KdsnnError(f"NIR import: pool '{ops[0]}' needs stride == kernel and "
+                                 "no padding")
+            if len(src_shape) != 3:
+                raise KdsnnError(f"NIR import: pool '{ops[0]}' reads a source of shape "
+                                 f"{src_shape}, not (C,H,W)")
+            kind = "sumpool" if isinstance(first, nir.SumPool2d) else "avgpool"
+            i = 1
+            if i < len(ops) and isinstance(nodes[ops[i]], nir.Scale):
+                scale = _f64(nodes[ops[i]].scale)
+                if kind != "sumpool" or not np.allclose(scale, 1.0 / (k[0] * k[1])):
+                    raise KdsnnError(f"NIR import: Scale node '{ops[i]}' is not the "
+                                     "1/(kh*kw) of an average pool")
+                kind, i = "avgpool", i + 1
+            pool = (kind, k)
+            if i == len(ops):
+                return Connection(src_n, kind, kernel=k), None
+        rest = ops[i:]
+        flat = rest and isinstance(nodes[rest[0]], nir.Flatten)
+        if flat:
+            rest = rest[1:]
+        if len(rest) != 1 or not isinstance(nodes[rest[0]], (nir.Affine, nir.Linear)):
+            bad = next((o for o in rest if not isinstance(nodes[o], (nir.Affine, nir.Linear))),
+                       rest[-1] if rest else ops[-1])
+            if type(nodes[bad]).__name__ in _WHY_NOT:
+                raise _why_not(bad, nodes[bad])
+            path = " -> ".join(f"{o} ({type(nodes[o]).__name__})" for o in ops)
+            raise KdsnnError(f"NIR import: the path {path} from '{src}' is not a connection "
+                             "kdsnn can express (Conv2d; pooling; [pooling ->] [Flatten ->] "
+                             "Linear/Affine)")
+        dense = nodes[rest[0]]
+        w = _f64(dense.weight)
+        in_shape = src_shape if pool is None else (
+            src_shape[0], src_shape[1] // pool[1][0], src_shape[2] // pool[1][1])
+        size = int(np.prod(in_shape))
+        if w.ndim != 2 or w.shape[1] != size:
+            raise KdsnnError(f"NIR import: {type(dense).__name__} '{rest[0]}' has weight "
+                             f"shape {w.shape}, its source gives {size} values "
+                             f"(shape {in_shape})")
+        if len(in_shape) > 1 and not flat:
+            raise KdsnnError(f"NIR import: {type(dense).__name__} '{rest[0]}' reads a "
+                             f"source of shape {in_shape} without a Flatten")
         bias = None
-        if isinstance(node, nir.Scale):
-            (p,) = preds[key]
-            pool = g.nodes[p]
-            if not isinstance(pool, nir.SumPool2d):
-                raise KdsnnError(f"NIR import: Scale node '{key}' is not an average pool")
-            k = _pair(pool.kernel_size)
-            if not np.allclose(node.scale, 1.0 / (k[0] * k[1])):
-                raise KdsnnError(f"NIR import: Scale node '{key}' is not 1/(kh*kw)")
-            conn, src, _ = chain(p)
-            return Connection(src_name(src), "avgpool", kernel=k), src, None
-        if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
-            k, s = _pair(node.kernel_size), _pair(node.stride)
-            if k != s or any(_pair(node.padding)):
-                raise KdsnnError(f"NIR import: pool '{key}' needs stride == kernel, no padding")
-            kind = "sumpool" if isinstance(node, nir.SumPool2d) else "avgpool"
-            (p,) = preds[key]
-            return Connection(src_name(p), kind, kernel=k), p, None
-        if isinstance(node, nir.Conv2d):
-            if _pair(node.dilation) != (1, 1) or int(_scalar(node.groups)) != 1 or \
-                    isinstance(node.padding, str):
-                raise KdsnnError(f"NIR import: conv '{key}' uses dilation/groups/str padding")
-            (p,) = preds[key]
-            bias = _f64(node.bias)
-            return (Connection(src_name(p), "conv", _f64(node.weight), _pair(node.stride),
-                               _pair(node.padding)), p, bias[:, None, None])
-        if isinstance(node, (nir.Affine, nir.Linear)):
-            (p,) = preds[key]
-            if isinstance(node, nir.Affine):
-                bias = _f64(node.bias)
-            if isinstance(g.nodes[p], nir.Flatten):
-                (p,) = preds[p]
-            return Connection(src_name(p), "dense", _f64(node.weight)), p, bias
-        raise KdsnnError(f"NIR import: unsupported node '{key}' "
-                         f"({type(node).__name__}) on a connection path")
+        if isinstance(dense, nir.Affine) and dense.bias is not None:
+            bias = np.broadcast_to(_f64(dense.bias).reshape(-1), (w.shape[0],))
+        if pool is not None:
+            w = _dense_after_pool(w, src_shape, *pool)
+        return Connection(src_n, "dense", w), bias
 
-    def src_name(key):
-        if key == in_node:
-            return INPUT
-        if isinstance(g.nodes[key], _NEURONS):
-            return layer_name(key)
-        raise KdsnnError(f"NIR import: connection source '{key}' is not a neuron or Input")
+    def derive_checked(key, node, shape):
+        derived = [np.broadcast_to(np.asarray(d, dtype=np.float64), shape)
+                   for d in _derive(node, dt)]
+        for name, val in (("alpha", derived[0]), ("beta", derived[1])):
+            if np.any((val < 0) | (val > 1)) or not np.all(np.isfinite(val)):
+                raise KdsnnError(
+                    f"NIR import: node '{key}' ({type(node).__name__}) gives {name} = "
+                    f"1 - dt/tau in [{val.min():g}, {val.max():g}], outside [0, 1], at "
+                    f"dt = {dt:g}: the file's time constants are in other units (pass "
+                    "the exporter's time step: norse dt = dt_norse**2, sinabs dt = 1)")
+        if not np.all(np.isfinite(derived[2])):
+            raise KdsnnError(f"NIR import: node '{key}' has an infinite threshold")
+        return derived
 
-    # topological order of neuron nodes
-    neuron_keys = [k for k, n in g.nodes.items() if isinstance(n, _NEURONS)]
-
-    def upstream_neurons(key):
-        res = []
+    # neuron order: the first ready neuron in the file's node order (a round trip keeps
+    # kdsnn's layer order); the graph is acyclic (checked), so this terminates
+    ups: dict = {}
+    for key in topo:
+        ups[key] = set()
         for p in preds[key]:
-            if p == in_node:
-                continue
-            if isinstance(g.nodes[p], _NEURONS):
-                res.append(p)
-            else:
-                res.extend(upstream_neurons(p))
-        return res
-
-    deps = {k: set(upstream_neurons(k)) for k in neuron_keys}
+            ups[key] |= {p} if is_neuron(p) else ups[p]
+    neuron_keys = [k for k in nodes if is_neuron(k)]
     order, done = [], set()
     while len(order) < len(neuron_keys):
-        ready = [k for k in neuron_keys if k not in done and deps[k] <= done]
-        if not ready:
-            raise KdsnnError("NIR import: recurrent graphs are not supported")
-        order.append(ready[0])
-        done.add(ready[0])
-
+        nxt = next(k for k in neuron_keys if k not in done and ups[k] <= done)
+        order.append(nxt)
+        done.add(nxt)
     layers = []
     for key in order:
-        node = g.nodes[key]
-        shape = tuple(int(s) for s in node.v_threshold.shape)
-        conns, syn_bias = [], np.zeros(shape)
+        node = nodes[key]
+        conns, syn_bias = [], None
         for p in preds[key]:
-            conn, _, b = chain(p)
-            conns.append(conn)
+            conn, b = chain(p)
+            conns.append((conn, b))
+        if not conns:
+            raise KdsnnError(f"NIR import: neuron node '{key}' has no input")
+        src_shape = shapes[in_node] if conns[0][0].source == INPUT else next(
+            layer.shape for layer in layers if layer.name == conns[0][0].source)
+        shape = conns[0][0].out_shape(src_shape)
+        if float(np.prod(shape)) > MAX_ELEMENTS:
+            raise KdsnnError(f"NIR import: neuron node '{key}' has shape {shape} "
+                             "(absurdly large)")
+        syn_bias = np.zeros(shape)
+        for conn, b in conns:
             if b is not None:
                 syn_bias = syn_bias + _expand(b, shape)
-        derived = list(_derive(node, dt))
+        try:
+            derived = derive_checked(key, node, shape)
+        except ValueError:
+            raise KdsnnError(f"NIR import: the parameters of neuron node '{key}' do not fit "
+                             f"its input's shape {shape}") from None
         if np.any((syn_bias != 0) & (derived[0] != 0)):
             raise KdsnnError(f"NIR import: synaptic bias into CubaLIF '{key}' with current "
                              "decay cannot be expressed in kdsnn")
         derived[3] = derived[3] + syn_bias * derived[4]
         params = _restore(node, tuple(derived), key)
-        layers.append(NeuronLayer(layer_name(key), shape, tuple(conns), spiking=True,
-                                  **params))
-    last = preds[out_node]
-    if len(last) != 1:
-        raise KdsnnError("NIR import: the Output node needs exactly one input")
-    (last,) = last
-    if not isinstance(g.nodes[last], _NEURONS):  # non-spiking readout
-        ends = preds[last] if (isinstance(g.nodes[last], nir.Scale) and len(preds[last]) > 1
-                               and np.all(g.nodes[last].scale == 1)) else [last]
-        shape = tuple(int(s) for s in np.asarray(g.nodes[out_node].output_type["output"]))
-        conns, bias = [], np.zeros(shape)
+        layers.append(NeuronLayer(layer_name(key), shape, tuple(c for c, _ in conns),
+                                  spiking=True, **params))
+        shapes[key] = shape
+    if not preds[out_node]:
+        raise KdsnnError(f"NIR import: the Output node '{out_node}' has no input")
+    last = one_pred(out_node)
+    if not is_neuron(last):  # non-spiking readout
+        ln = nodes[last]
+        ends = preds[last] if (isinstance(ln, nir.Scale) and len(preds[last]) > 1
+                               and np.all(_f64(ln.scale) == 1)) else [last]
+        conns, bias = [], None
         for e in ends:
-            conn, _, b = chain(e)
+            conn, b = chain(e)
+            src_shape = shapes[in_node] if conn.source == INPUT else next(
+                layer.shape for layer in layers if layer.name == conn.source)
+            shape = conn.out_shape(src_shape)
             conns.append(conn)
             if b is not None:
-                bias = bias + _expand(b, shape)
-        om = g.nodes[out_node].metadata or {}
-        name = str(_scalar(om.get("kdsnn_layer", meta.get("readout_layer") or "readout")))
+                bias = (0 if bias is None else bias) + _expand(b, shape)
+        shape = conns[0].out_shape(shapes[in_node] if conns[0].source == INPUT else next(
+            layer.shape for layer in layers if layer.name == conns[0].source))
+        declared = _io_type(nodes[out_node], "output_type", out_node)
+        if declared is not None and int(np.prod(declared)) != int(np.prod(shape)):
+            raise KdsnnError(f"NIR import: the Output node '{out_node}' declares shape "
+                             f"{declared}, its input gives {shape}")
+        bias = np.zeros(shape) if bias is None else np.broadcast_to(bias, shape)
+        om = nodes[out_node].metadata or {}
+        name = (str(_scalar(om["kdsnn_layer"])) if "kdsnn_layer" in om
+                else names(str(_scalar(meta.get("readout_layer") or "readout"))))
         params = {"alpha": np.zeros(shape), "beta": np.zeros(shape),
                   "threshold": np.zeros(shape), "bias": bias}
         for key in _PARAMS:
@@ -511,6 +879,9 @@ def _nir_to_graph(source: Union[nir.NIRGraph, str, os.PathLike]) -> DeployGraph:
         if not np.allclose(params["bias"], bias, rtol=1e-6, atol=1e-9):
             raise KdsnnError("NIR import: readout bias in metadata disagrees with the graph")
         layers.append(NeuronLayer(name, shape, tuple(conns), spiking=False, **params))
+    elif not layers or layers[-1].name != layer_name(last):
+        raise KdsnnError(f"NIR import: the Output node's input '{last}' is not the last "
+                         "neuron layer")
     deploy_meta = meta.get("deploy_metadata")
     try:
         deploy_meta = json.loads(deploy_meta) if deploy_meta else {}
