@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3.11}"
 VENV="${KDSNN_VENV:-.venv}"
 STAMP="$VENV/.kdsnn-setup-stamp"
-want="$(cat scripts/setup.sh scripts/constraints.txt scripts/requirements.txt scripts/patch_lava.py pyproject.toml | sha256sum | cut -d' ' -f1)"
+want="$(cat scripts/setup.sh scripts/constraints.txt scripts/requirements.txt scripts/requirements-nir-peers.txt scripts/patch_lava.py pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   exit 0
 fi
@@ -26,6 +26,9 @@ echo "[setup] norse without torchvision (its wheels are CUDA builds)"
 "${PIP[@]}" "${C[@]}" --no-deps norse==1.1.0
 echo "[setup] neurobench (test dependency: the report's NeuroBench block is checked against it)"
 "${PIP[@]}" "${C[@]}" --no-deps neurobench==2.3.0
+echo "[setup] NIR peers spikingjelly + sinabs (optional test deps; setup goes on without them)"
+"${PIP[@]}" "${C[@]}" --no-deps -r scripts/requirements-nir-peers.txt ||
+  echo "[setup] spikingjelly/sinabs not installed (their NIR import tests skip)"
 echo "[setup] lava-nc 0.10.0 + lava-dl 0.6.0 (declared for Python < 3.11; patched below)"
 "${PIP[@]}" "${C[@]}" --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0
 "$VENV/bin/python" scripts/patch_lava.py
