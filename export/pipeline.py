@@ -22,6 +22,8 @@ from kd_snn.rundir import RunDir
 from .graph import DeployGraph, float_logits
 
 TARGETS = ("quant", "nir", "onnx", "lava")
+QUANT_NIR_NOTE = ("Loihi fixed-point network: NIR in activation units (integer weights, vth, "
+                  "decays du/dv) plus the Loihi fields; Lava is built from it")
 SCHEMA = "kdsnn.export/1"
 
 
@@ -245,14 +247,14 @@ def _export_run(run, targets, calib_samples, eval_samples, log, progress) -> dic
     manifest = {}
     qgraph = balanced = None
     if "quant" in targets or "lava" in targets:
-        from .quantize import save_quant
+        from .quant_nir import write_quant_nir
 
         balanced, qgraph = quantize_run(run, graph, calib_samples,
                                         log=log if progress else None)
         x_test, y_test = sample_inputs(cfg, "test", eval_samples)
         acc = quantized_accuracy(balanced, qgraph, x_test, y_test, progress=progress)
-        qpath = out / "student.quant.npz"
-        save_quant(qpath, qgraph)
+        qpath = out / "student.quant.nir"
+        write_quant_nir(qpath, qgraph)
         write_json(out / "quantize.json", {"accuracy": acc, "graph_sha256": qgraph.digest(),
                                            "layers": qgraph.metadata.get("report", {})})
         write_text(out / "quantize.md", quant_markdown(qgraph, acc))
@@ -269,13 +271,8 @@ def _export_run(run, targets, calib_samples, eval_samples, log, progress) -> dic
         write_nir(graph, path)
         files, extra = [path], {"dt": 1e-4, "student.nir": "folded float student"}
         if qgraph is not None:  # exported together with quant/lava: the chip's network too
-            from .quantize import quant_to_deploy
-
-            qpath = out / "student.quant.nir"
-            write_nir(quant_to_deploy(qgraph), qpath)
-            files.append(qpath)
-            extra["student.quant.nir"] = ("Loihi fixed-point network in activation units "
-                                          "(integer weights, vth, decays du/dv)")
+            files.append(out / "student.quant.nir")
+            extra["student.quant.nir"] = QUANT_NIR_NOTE
         manifest = _update_manifest(out, run, graph, "nir", files, extra, source_sha)
         log(f"nir: {', '.join(str(f) for f in files)}")
     if "onnx" in targets:
@@ -318,8 +315,9 @@ def _export_onnx(run, graph, out, cfg, log, source_sha) -> dict:
 def _export_lava(run, graph, qgraph, out, log, source_sha) -> dict:
     from .netx import netx_problems, write_netx
 
-    files = [out / "student.quant.npz"]
-    extra = {"process_network": "student.quant.npz (hardware.lava_sim.run_lava_from_files)",
+    files = [out / "student.quant.nir"]
+    extra = {"process_network": "student.quant.nir (hardware.lava_sim.run_lava_from_files)",
+             "student.quant.nir": QUANT_NIR_NOTE,
              "latency_steps": int(max(qgraph.depths().values()))}
     problems = netx_problems(qgraph)
     if not problems:
@@ -332,6 +330,6 @@ def _export_lava(run, graph, qgraph, out, log, source_sha) -> dict:
         extra["netx_unsupported"] = problems[0]
     manifest = _update_manifest(out, run, graph, "lava", files, extra, source_sha)
     what = "netx HDF5 student.net + " if extra["netx"] else ""
-    log(f"lava: {what}process network from student.quant.npz in {out}"
+    log(f"lava: {what}process network from student.quant.nir in {out}"
         + ("" if extra["netx"] else f" (netx cannot express it: {problems[0]})"))
     return manifest

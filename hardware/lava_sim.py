@@ -363,10 +363,16 @@ def run_lava_batches(qgraph: QuantGraph, x_int_seq, batch: int = 16, conv_model:
 
 def run_lava_from_files(quant_path, x_int_seq, record: bool = True,
                         chunk_samples: int = 64, conv_model: str = "lava") -> tuple:
-    """Rebuild the network from the exported QuantGraph file alone
-    (``export.fixed_point.save_quant``) and run it (see ``run_lava``)."""
-    return run_lava(load_quant(Path(quant_path)), x_int_seq, record, chunk_samples,
-                    conv_model)
+    """Rebuild the network from the exported file alone and run it (see ``run_lava``):
+    ``student.quant.nir`` (``export.quant_nir``, read with ``nir.read``) or an ``.npz`` of
+    ``export.fixed_point.save_quant``."""
+    path = Path(quant_path)
+    if path.suffix == ".nir":
+        from export.quant_nir import read_quant_nir
+        qgraph = read_quant_nir(path)
+    else:
+        qgraph = load_quant(path)
+    return run_lava(qgraph, x_int_seq, record, chunk_samples, conv_model)
 
 
 def run_netx(net_path, x_int_seq, record: bool = True, out_shapes: Optional[list] = None):

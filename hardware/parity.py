@@ -302,6 +302,11 @@ def markdown(result: dict) -> str:
         lines += ["", f"Synapse models: kdsnn's BLAS Conv/Dense models "
                   f"(`{result['conv_model']}`); **not re-checked** with Lava's stock models "
                   "in this run (`--stock-check 0`)."]
+    net = result.get("process_network")
+    if net:
+        lines += ["", f"Process network: built from `{net['file']}` (read with `nir.read`; "
+                  f"file sha256 `{net['file_sha256'][:16]}`, integer graph "
+                  f"`{net['graph_sha256'][:16]}`)."]
     full = result.get("emulation_full_test")
     if full:
         lines += ["", "## Which figure is which", "",

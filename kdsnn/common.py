@@ -42,23 +42,38 @@ def _run_for_export(args) -> tuple:
     return run, cfg
 
 
+QUANT_FILE = "student.quant.nir"
+
+
 def _load_quant_or_make(run: RunDir, progress: bool):
-    """The exported QuantGraph (RUN/export/student.quant.npz), made if missing."""
+    """The exported QuantGraph, read back from RUN/export/student.quant.nir (the NIR file
+    Lava is built from), made if missing."""
     from export.latency import balance_latency
     from export.pipeline import export_run, load_student
-    from export.fixed_point import load_quant
+    from export.quant_nir import read_quant_nir
 
-    qpath = run.subdir("export") / "student.quant.npz"
+    qpath = run.subdir("export") / QUANT_FILE
     if not qpath.is_file():
         export_run(run, ["quant"], progress=progress)  # joins the command's transaction
     _, _, graph = load_student(run)
     try:
-        qgraph = load_quant(kio.current_path(qpath))
-    except (OSError, ValueError, KeyError) as exc:
-        raise KdsnnError(f"'{qpath}' is corrupt ({type(exc).__name__}); re-run "
-                         f"'kdsnn export {run.path} --target lava'") from None
+        qgraph = read_quant_nir(kio.current_path(qpath))
+    except KdsnnError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise KdsnnError(f"'{qpath}' is corrupt ({reason}); re-run 'kdsnn export "
+                         f"{run.path} --target lava'") from None
     balanced = balance_latency(graph)
     if [l.name for l in balanced.layers] != [l.name for l in qgraph.layers]:
         raise KdsnnError(f"'{qpath}' does not match the run's student; re-run "
                          f"'kdsnn export {run.path} --target lava'")
     return graph, balanced, qgraph
+
+
+def quant_source(run: RunDir, qgraph) -> dict:
+    """Which file the process network was built from, and what it holds (for results)."""
+    import hashlib
+
+    qpath = kio.current_path(run.subdir("export") / QUANT_FILE)
+    return {"file": f"export/{QUANT_FILE}",
+            "file_sha256": hashlib.sha256(qpath.read_bytes()).hexdigest(),
+            "graph_sha256": qgraph.digest()}

@@ -81,8 +81,7 @@ def _inputs(run, cfg, args, need_export: bool):
     from export.pipeline import sample_inputs
     from kdsnn.common import _load_quant_or_make
 
-    if need_export and not (run.subdir("export") / "student.quant.npz").is_file() and \
-            not (run.subdir("export") / "student.quant.nir").is_file():
+    if need_export and not (run.subdir("export") / "student.quant.nir").is_file():
         raise KdsnnError(f"'{run.path}' has no quantized export: run 'kdsnn export "
                          f"{run.path} --target lava' before the shards")
     _, balanced, qgraph = _load_quant_or_make(run, not args.no_progress)
@@ -126,6 +125,9 @@ def _publish(run, cfg, args, balanced, qgraph, result, record, timing) -> tuple:
         result["emulation_full_test"] = full_test_accuracy(
             run, cfg, balanced, qgraph, progress=not args.no_progress,
             log=(lambda s: None) if args.no_progress else print)
+    from kdsnn.common import quant_source
+
+    result["process_network"] = quant_source(run, qgraph)
     out = run.subdir("parity")
     write_json(out / "parity.json", result)
     write_text(out / "parity.md", parity.markdown(result))
@@ -274,3 +276,7 @@ def _print_summary(result: dict, timing: dict, out) -> None:
           f"{acc['emulation'] * 100:.2f}%, Lava {acc['lava'] * 100:.2f}%; emulation == Lava "
           f"bit for bit: {'yes' if result['bit_exact_emulation_vs_lava'] else 'NO'} "
           f"({models}){speed}  -> {out / 'parity.md'}")
+    net = result.get("process_network")
+    if net:
+        print(f"Lava's process network was built from {net['file']} (read with nir.read; "
+              f"sha256 {net['file_sha256'][:12]}, integer graph {net['graph_sha256'][:12]})")

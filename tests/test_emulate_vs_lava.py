@@ -229,21 +229,27 @@ def test_residual_graph_balanced_emulate_equals_lava():
                           "pool": 4, "fc": 5}
 
 
-def test_run_lava_from_files_matches_emulate(tmp_path):
-    from export.quantize import save_quant
+@pytest.mark.parametrize("make", [sequential_graph, residual_graph])
+def test_lava_built_from_the_nir_file_equals_emulation(tmp_path, make):
+    """Lava's process network rebuilt from student.quant.nir alone (nir.read) runs the
+    integer emulation bit for bit: sequential and residual (relay) graphs."""
+    from export.quant_nir import read_quant_nir, write_quant_nir
     from hardware.lava_sim import run_lava_from_files
-    graph = balance_latency(residual_graph(8))
+    graph = balance_latency(make(8))
     x = torch.rand(graph.time_steps, 5, *graph.input_shape, dtype=torch.float64,
                    generator=torch.Generator().manual_seed(8))
     q = quantize(graph, x)
-    path = tmp_path / "student.quant.npz"
-    save_quant(path, q)
+    path = tmp_path / "student.quant.nir"
+    write_quant_nir(path, q)
+    digest = q.digest()
     del q
     xi = encode_input(x)
-    v_lava, s_lava = run_lava_from_files(path, xi, record=True)
-    from export.quantize import load_quant
-    v_emu, s_emu = emulate(load_quant(path), xi)
+    v_lava, s_lava = run_lava_from_files(path, xi, record=True, conv_model="lava")
+    q_file = read_quant_nir(path)
+    assert q_file.digest() == digest
+    v_emu, s_emu = emulate(q_file, xi)
     assert torch.equal(v_emu, v_lava)
+    assert set(s_emu) == set(s_lava)
     assert all(torch.equal(s_emu[k], s_lava[k]) for k in s_emu)
 
 

@@ -55,7 +55,7 @@ def test_walkthrough_runs(kernel_env):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if o.output_type == "error"]
     assert not errors
-    for rel in ("export/manifest.json", "export/student.quant.npz", "export/student.net",
+    for rel in ("export/manifest.json", "export/student.quant.nir", "export/student.net",
                 "export/student.nir", "export/student.onnx", "parity/parity.json",
                 "parity/parity.md", "parity/parity.png", "report/report.json",
                 "report/report.md", "report/energy.png", "report/firing_rate.png",

@@ -20,7 +20,7 @@ from kdsnn.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--set", "teacher.epochs=2", "--set", "student.epochs=2", "--set", "data.batch_size=64",
         "--set", "teacher.width=1", "--set", "student.width=1", "--no-progress"]
-ARTIFACTS = ("manifest.json", "student.quant.npz", "quantize.json", "quantize.md",
+ARTIFACTS = ("manifest.json", "quantize.json", "quantize.md",
              "student.nir", "student.quant.nir", "student.onnx", "teacher.onnx", "student.net")
 EXPORT = ["--target", "all", "--calib", "128"]  # 128 calibration images: quicker, still fine
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -136,7 +136,7 @@ def test_quantize_command(trained, tmp_path, capsys):
     assert main(["quantize", str(run), "--samples", "100", "--calib", "64"]) == 0
     assert "quantize.md" in capsys.readouterr().out
     out = run / "export"
-    assert {p.name for p in out.iterdir()} == {"manifest.json", "student.quant.npz",
+    assert {p.name for p in out.iterdir()} == {"manifest.json", "student.quant.nir",
                                                "quantize.json", "quantize.md"}
     m = json.loads((out / "manifest.json").read_text())
     assert set(m["targets"]) == {"quant"}
@@ -231,12 +231,12 @@ def test_run_dir_does_not_exist(tmp_path, command):
 
 def _corrupt_quant_run(exported, dst: Path, how: str) -> Path:
     run = copy_run(exported, dst, with_export=True)
-    qpath = run / "export/student.quant.npz"
+    qpath = run / "export/student.quant.nir"
     if how == "truncated":
         with open(qpath, "r+b") as f:
             f.truncate(qpath.stat().st_size // 2)
     else:
-        qpath.write_bytes(b"this is not an npz file\n" * 8)
+        qpath.write_bytes(b"this is not a NIR file\n" * 8)
     return run
 
 
@@ -245,6 +245,6 @@ def test_parity_corrupt_quant_file(exported, tmp_path, how):
     run = _corrupt_quant_run(exported, tmp_path / how, how)
     before = snapshot(run)
     assert_usage_error(kdsnn("parity", run, "--samples", "5", "--no-progress"),
-                       "student.quant.npz", "corrupt")
+                       "student.quant.nir", "corrupt")
     assert snapshot(run) == before
     assert not (run / "parity").exists()
