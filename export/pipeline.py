@@ -48,21 +48,40 @@ def sample_inputs(cfg: Config, split: str, n: Optional[int]) -> tuple[torch.Tens
 
 # the folded student ------------------------------------------------------------------
 def load_student(run: RunDir):
-    """(model, checkpoint meta, folded float DeployGraph) of the run's student."""
-    from kd_snn.run import data_spec, load_trained
+    """(model, checkpoint meta, folded float DeployGraph) of the run's student; an
+    imported student (``kdsnn import``) has no torch model: ``(None, meta, its graph)``."""
+    from kd_snn.run import load_trained
 
     from .fold import fold_student
 
-    if not run.has_model("student"):
-        raise KdsnnError(f"no trained student in '{run.path}': run 'kdsnn distill {run.path}'")
-    model, meta = load_trained(run.model_path("student"), expect_spiking=True)
     cfg = run.load_config()
-    spec = data_spec(cfg)
-    shape = ((2,) if spec.kind == "event" else (spec.in_channels,)) + tuple(spec.image_size)
+    if run.imported_student_path.is_file():  # trained elsewhere: the graph is the model
+        from .imported import load_imported
+
+        path = run.imported_student_path
+        return None, {"file_sha256": sha256_file(path)}, load_imported(kio.current_path(path))
+    if not run.has_model("student"):
+        raise KdsnnError(f"no trained student in '{run.path}': run 'kdsnn distill {run.path}'"
+                         f" (or 'kdsnn import MODEL.nir {run.path}')")
+    model, meta = load_trained(run.model_path("student"), expect_spiking=True)
     model = model.double().eval()
-    encoding = "frames" if spec.kind == "event" else cfg.data.encoding
-    graph = fold_student(model, shape, cfg.data.time_steps, encoding=encoding)
+    graph = fold_student(model, student_input_shape(cfg), cfg.data.time_steps,
+                         encoding=student_encoding(cfg))
     return model, meta, graph
+
+
+def student_input_shape(cfg) -> tuple:
+    """What the student reads per step: (C, H, W), or (2, H, W) event frames."""
+    from kd_snn.run import data_spec
+
+    spec = data_spec(cfg)
+    return ((2,) if spec.kind == "event" else (spec.in_channels,)) + tuple(spec.image_size)
+
+
+def student_encoding(cfg) -> str:
+    from kd_snn.run import data_spec
+
+    return "frames" if data_spec(cfg).kind == "event" else cfg.data.encoding
 
 
 def quantize_run(run: RunDir, graph: DeployGraph, calib_samples: int = 256, log=None):
@@ -78,9 +97,13 @@ def quantize_run(run: RunDir, graph: DeployGraph, calib_samples: int = 256, log=
     cfg = run.load_config()
     calib, _ = sample_inputs(cfg, "train", calib_samples)
     balanced = balance_latency(graph)
-    if balanced.is_sequential():
-        return balanced, quantize_for_netx(balanced, calib, log=log)
-    return balanced, quantize(balanced, calib, log=log)
+    try:
+        if balanced.is_sequential():
+            return balanced, quantize_for_netx(balanced, calib, log=log)
+        return balanced, quantize(balanced, calib, log=log)
+    except ValueError as exc:  # what Loihi cannot express (e.g. per-neuron thresholds)
+        raise KdsnnError(f"cannot quantize the student for Loihi: "
+                         f"{str(exc).splitlines()[0]}") from None
 
 
 def accuracy_batch(qgraph, budget_bytes: int = 1 << 28) -> int:
@@ -200,7 +223,7 @@ def _update_manifest(out: Path, run: RunDir, graph: DeployGraph, target: str, fi
                      extra: dict, source_sha256: str) -> dict:
     path = out / "manifest.json"
     manifest = read_manifest(out)
-    src = run.model_path("student")
+    src = run.student_source()
     manifest.update({
         "schema": SCHEMA,
         # the hash of the very bytes the export was made from (not of the file afterwards)

@@ -3,6 +3,7 @@
     RUN/config.yaml              resolved configuration of the experiment
     RUN/metrics.json             final figures of every stage (merged)
     RUN/<stage>/model.safetensors  trained weights (+ .json readable metadata)
+    RUN/student/model.nir        a student imported from NIR (``kdsnn import``), instead
     RUN/<stage>/state.safetensors  resume state (weights, optimizer, position)
     RUN/<stage>/metrics.csv      one row per epoch
     RUN/<stage>/train.log        log of the stage
@@ -118,6 +119,21 @@ class RunDir:
 
     def has_model(self, stage: str) -> bool:
         return self.model_path(stage).is_file()
+
+    @property
+    def imported_student_path(self) -> Path:
+        """A student trained elsewhere and imported from NIR (``kdsnn import``)."""
+        return self.stage_dir("student") / "model.nir"
+
+    def has_student(self) -> bool:
+        """A distilled or an imported student."""
+        return self.has_model("student") or self.imported_student_path.is_file()
+
+    def student_source(self) -> Path:
+        """The file the student is read from (checkpoint or imported NIR)."""
+        if self.imported_student_path.is_file():
+            return self.imported_student_path
+        return self.model_path("student")
 
     def subdir(self, name: str) -> Path:
         return self.path / name

@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the integer emulation's accuracy over the whole test split "
                         "(reused from export when stored for the same quantized graph)")
 
+    from .import_cmd import add_parser as add_import_parser
+    add_import_parser(sub)
+
     p = sub.add_parser("report", help="energy and sparsity report of the student")
     _add_run(p, config=False)
     p.add_argument("--samples", type=int, default=None,

@@ -33,6 +33,9 @@ def stage_command(args, stage: str) -> int:
 
     run = RunDir(args.run)
     run.check_writable()
+    if stage == "student" and run.imported_student_path.is_file():
+        raise KdsnnError(f"'{run.path}' holds a student imported from NIR; distil into a "
+                         "new run")
     cfg = run.resolve_config(args.config, args.overrides)
     fail_at = os.environ.get("KDSNN_FAIL_AT_STEP")
     with writing(run, transactional=False):
@@ -58,6 +61,8 @@ def stage_command(args, stage: str) -> int:
 
 
 def eval_command(args) -> int:
+    import torch
+
     from kd_snn.run import evaluate, load_trained, open_dataset, pick_device
 
     run = RunDir(args.run)
@@ -70,6 +75,9 @@ def eval_command(args) -> int:
             if run.has_model(stage):
                 models[stage] = load_trained(run.model_path(stage),
                                              expect_spiking=stage == "student")[0]
+            elif stage == "student" and run.imported_student_path.is_file():
+                from export.pipeline import load_student
+                models[stage] = load_student(run)[2]  # its graph: kdsnn's float forward
             elif args.which != "both":
                 raise KdsnnError(f"no trained {stage} in '{run.path}'")
         if not models:
@@ -77,8 +85,12 @@ def eval_command(args) -> int:
         run.read_metrics()  # a corrupt metrics.json is refused before the evaluation
         test = open_dataset(cfg, "test")
         for stage, model in models.items():
-            res = evaluate(model.to(device), test, cfg, stage, device,
-                           progress=not args.no_progress)
+            if isinstance(model, torch.nn.Module):
+                res = evaluate(model.to(device), test, cfg, stage, device,
+                               progress=not args.no_progress)
+            else:  # an imported student's DeployGraph
+                from kdsnn.import_cmd import float_accuracy
+                res = float_accuracy(cfg, model, not args.no_progress)
             run.update_metrics(stage, {"eval_accuracy": res["accuracy"],
                                        "eval_samples": res["samples"]})
             print(f"{stage} test accuracy: {res['accuracy'] * 100:.2f}% on "
@@ -113,6 +125,11 @@ def export_command(args) -> int:
 def _parity(args) -> int:
     from kdsnn.parity_cmd import parity_command
     return parity_command(args)
+
+
+def _import(args) -> int:
+    from kdsnn.import_cmd import import_command
+    return import_command(args)
 
 
 def _compare_entries(names: list) -> list:
@@ -163,10 +180,15 @@ def report_command(args) -> int:
             lava_acc = float((torch.as_tensor(readout).argmax(1) == torch.as_tensor(y))
                              .double().mean())
         macs = None
+        images = x[0] if cfg.data.encoding == "direct" else None  # zero-input counts
+        onnx_teacher = run.stage_dir("teacher") / "model.onnx"  # from 'kdsnn import'
         if run.has_model("teacher"):
             teacher, _ = load_trained(run.model_path("teacher"), expect_spiking=False)
-            images = x[0] if cfg.data.encoding == "direct" else None  # zero-input counts
             macs = count_teacher(teacher.float(), tuple(x.shape[2:]), x=images)
+        elif onnx_teacher.is_file():
+            from hardware.energy.teacher_onnx import count_onnx_teacher
+            macs = count_onnx_teacher(onnx_teacher, tuple(x.shape[2:]),
+                                      x=None if images is None else images.float())
         metrics = run.read_metrics()
         accuracy = {k: {"value": metrics[k]["test_accuracy"], "note": "test split (metrics)"}
                     for k in ("student", "teacher")
@@ -393,6 +415,7 @@ COMMANDS = {
     "quantize": quantize_command,
     "export": export_command,
     "parity": lambda a: _parity(a),
+    "import": lambda a: _import(a),
     "report": report_command,
     "configs": configs_command,
     "ablate": ablate_command,

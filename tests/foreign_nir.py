@@ -100,8 +100,11 @@ def _need(module: str, hint: str):
                              f"{hint}") from None
 
 
-def _uniform(gen, shape, lo, hi):
-    return lo + (hi - lo) * torch.rand(shape, generator=gen)
+def _uniform(gen, shape, lo, hi, per_layer: bool = False):
+    """Seeded neuron parameters in [lo, hi): per neuron, or one value for the whole layer
+    (``per_layer``: what Loihi can run, whose du, dv and vth are per population)."""
+    v = lo + (hi - lo) * torch.rand(shape, generator=gen)
+    return torch.full(v.shape, float(v.flatten()[0])) if per_layer else v
 
 
 def _quiet():
@@ -122,15 +125,15 @@ def _write(graph, path: Path) -> Path:
 
 
 # ------------------------------------------------------------------------- snntorch
-def _snntorch_net(residual: bool, seed: int):
+def _snntorch_net(residual: bool, seed: int, per_layer: bool = False):
     snn = _need("snntorch", "pip install snntorch")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1)
     nn = torch.nn
 
     def leaky(shape):
-        return snn.Leaky(beta=_uniform(gen, shape, 0.5, 0.9),
-                         threshold=_uniform(gen, shape, 0.4, 0.8), init_hidden=True,
+        return snn.Leaky(beta=_uniform(gen, shape, 0.5, 0.9, per_layer),
+                         threshold=_uniform(gen, shape, 0.4, 0.8, per_layer), init_hidden=True,
                          reset_mechanism="zero", reset_delay=False)
 
     class Sequential(nn.Module):
@@ -144,9 +147,9 @@ def _snntorch_net(residual: bool, seed: int):
             self.pool = nn.AvgPool2d(2)
             self.flat = nn.Flatten()
             self.fc = nn.Linear(96, 24, bias=False)
-            self.lif2 = snn.Synaptic(alpha=_uniform(gen, (24,), 0.2, 0.6),
-                                     beta=_uniform(gen, (24,), 0.5, 0.9),
-                                     threshold=_uniform(gen, (24,), 0.4, 0.8),
+            self.lif2 = snn.Synaptic(alpha=_uniform(gen, (24,), 0.2, 0.6, per_layer),
+                                     beta=_uniform(gen, (24,), 0.5, 0.9, per_layer),
+                                     threshold=_uniform(gen, (24,), 0.4, 0.8, per_layer),
                                      init_hidden=True, reset_mechanism="zero",
                                      reset_delay=False)
             self.out = nn.Linear(24, CLASSES)
@@ -194,8 +197,8 @@ def _snntorch_net(residual: bool, seed: int):
     return snn, (Residual if residual else Sequential)()
 
 
-def _snntorch(out_dir, residual: bool, seed: int) -> ForeignExport:
-    snn, net = _snntorch_net(residual, seed)
+def _snntorch(out_dir, residual: bool, seed: int, per_layer: bool = False) -> ForeignExport:
+    snn, net = _snntorch_net(residual, seed, per_layer)
     from snntorch.export_nir import export_to_nir
     x = digits_frames()
     with _quiet():
@@ -216,10 +219,11 @@ def _snntorch(out_dir, residual: bool, seed: int) -> ForeignExport:
                          {})
 
 
-def snntorch_sequential(out_dir, seed: int = 0) -> ForeignExport:
+def snntorch_sequential(out_dir, seed: int = 0, per_layer: bool = False) -> ForeignExport:
     """snntorch: Conv2d -> Leaky -> AvgPool2d -> Flatten -> Linear -> Synaptic -> Linear,
-    written by ``snntorch.export_nir.export_to_nir``."""
-    return _snntorch(out_dir, residual=False, seed=seed)
+    written by ``snntorch.export_nir.export_to_nir`` (``per_layer``: one beta, alpha and
+    threshold per layer, as Loihi needs)."""
+    return _snntorch(out_dir, residual=False, seed=seed, per_layer=per_layer)
 
 
 def snntorch_residual(out_dir, seed: int = 0) -> ForeignExport:
@@ -231,7 +235,7 @@ def snntorch_residual(out_dir, seed: int = 0) -> ForeignExport:
 NORSE_DT = 1e-3  # norse's default time step (to_nir's and LIFBoxCell's)
 
 
-def norse_mlp(out_dir, seed: int = 0) -> ForeignExport:
+def norse_mlp(out_dir, seed: int = 0, per_layer: bool = False) -> ForeignExport:
     """norse: Linear -> LIFBoxCell -> Linear -> LIFBoxCell -> Linear readout on the flattened
     digits frame (``inputs`` are ``(T, B, 64)``), written by
     ``norse.torch.utils.export_nir.to_nir``.  norse writes ``tau = dt / tau_mem_inv``
@@ -246,8 +250,8 @@ def norse_mlp(out_dir, seed: int = 0) -> ForeignExport:
 
     def box(n):  # tau_mem_inv in 1/s: beta = 1 - dt * tau_mem_inv in [0.5, 0.9]
         return norse.LIFBoxCell(norse.LIFBoxParameters(
-            tau_mem_inv=_uniform(gen, (n,), 100.0, 500.0),
-            v_th=_uniform(gen, (n,), 0.1, 0.3), v_leak=torch.zeros(n),
+            tau_mem_inv=_uniform(gen, (n,), 100.0, 500.0, per_layer),
+            v_th=_uniform(gen, (n,), 0.1, 0.3, per_layer), v_leak=torch.zeros(n),
             v_reset=torch.zeros(n)), dt=NORSE_DT)
 
     net = norse.SequentialState(nn.Linear(64, 32), box(32), nn.Linear(32, 24), box(24),

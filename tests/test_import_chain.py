@@ -1,0 +1,197 @@
+"""``kdsnn import``: networks written by other libraries' NIR exporters go through kdsnn's
+whole chain (import -> quantize/export -> Lava parity -> report) as a distilled student does."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import foreign_nir as F  # noqa: E402
+
+from kdsnn.cli import main  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: library -> (make(out_dir) -> ForeignExport, extra import args)
+LIBRARIES = {
+    "snntorch": (lambda d: F.snntorch_sequential(d, per_layer=True), []),
+    "norse": (lambda d: F.norse_mlp(d, per_layer=True), ["--dt", "1e-6"]),
+    "spikingjelly_residual": (lambda d: F.spikingjelly_net(d, residual=True), []),
+    "sinabs": (lambda d: F.sinabs_net(d), ["--dt", "1"]),
+}
+
+
+def _foreign(name, out_dir):
+    make, extra = LIBRARIES[name]
+    try:
+        return make(out_dir), extra
+    except F.LibraryMissing as exc:
+        pytest.skip(str(exc))
+
+
+def kdsnn(*args):
+    return subprocess.run([sys.executable, "-m", "kdsnn", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONHASHSEED="0", MPLBACKEND="Agg",
+                                   OMP_NUM_THREADS=str(torch.get_num_threads())))
+
+
+def snapshot(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    return {str(p.relative_to(path)): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(path.rglob("*"))}
+
+
+def assert_usage_error(proc, *words):
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("kdsnn: error: "), proc.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("library", sorted(LIBRARIES))
+def test_a_foreign_network_runs_the_chain_to_bit_exact_lava(library, tmp_path, capsys):
+    from export.graph import run_float
+    from export.pipeline import load_student
+    from kd_snn.rundir import RunDir
+
+    fe, extra = _foreign(library, tmp_path / "lib")
+    run = tmp_path / "run"
+    assert main(["import", str(fe.path), str(run), "--data", "digits", "--no-progress",
+                 *extra]) == 0
+    out = capsys.readouterr().out
+    assert "imported" in out and "next: kdsnn export" in out
+    # the run's student is the library's network: kdsnn's forward == the library's forward
+    _, _, graph = load_student(RunDir(run))
+    x = fe.inputs.double().reshape(fe.inputs.shape[0], fe.inputs.shape[1], *graph.input_shape)
+    logits, _ = run_float(graph, x)
+    assert np.allclose(logits.numpy(), fe.readout.double().mean(0).numpy(), atol=1e-5)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["student"]["test_samples"] == 360
+    # then the whole chain
+    assert main(["export", str(run), "--target", "lava", "--calib", "64", "--no-progress"]) == 0
+    assert main(["parity", str(run), "--samples", "6", "--stock-check", "1", "--no-progress",
+                 "--no-full-test"]) == 0
+    parity = json.loads((run / "parity/parity.json").read_text())
+    assert parity["bit_exact_emulation_vs_lava"] is True
+    assert parity["stock_conv_check"]["bit_exact"] is True
+    assert parity["process_network"]["file"] == "export/student.quant.nir"
+    assert "built from export/student.quant.nir" in capsys.readouterr().out
+
+
+def _onnx_teacher(path: Path) -> torch.nn.Module:
+    from export.onnx_export import export_onnx_teacher
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AvgPool2d(2),
+        torch.nn.Conv2d(4, 6, 3, padding=1, groups=2), torch.nn.ReLU(), torch.nn.Flatten(),
+        torch.nn.Linear(96, 10)).eval()
+    with torch.no_grad():
+        net[3].weight[0, 0] = 0.0  # zero weights: the nonzero-weight counts differ
+    export_onnx_teacher(net, (1, 8, 8), path)
+    return net
+
+
+def test_onnx_teacher_counts_equal_the_torch_counts(tmp_path):
+    from hardware.energy import count_teacher
+    from hardware.energy.teacher_onnx import count_onnx_teacher
+
+    net = _onnx_teacher(tmp_path / "t.onnx")
+    x = torch.rand(5, 1, 8, 8)
+    x[x < 0.3] = 0
+    ref = count_teacher(net, (1, 8, 8), x=x)
+    got = count_onnx_teacher(tmp_path / "t.onnx", (1, 8, 8), x=x)
+    assert len(got.layers) == len(ref.layers) == 3
+    for a, b in zip(got.layers, ref.layers):
+        assert (a.in_bounds, a.padded, a.input, a.in_bounds_nzw, a.padded_nzw) == \
+            (b.in_bounds, b.padded, b.input, b.in_bounds_nzw, b.padded_nzw)
+        assert (a.nonzero is None) == (b.nonzero is None)
+        if a.nonzero is not None:
+            assert a.nonzero == pytest.approx(b.nonzero) and \
+                a.nonzero_nzw == pytest.approx(b.nonzero_nzw)
+
+
+def test_import_with_an_onnx_teacher_reports_the_ratio(tmp_path, capsys):
+    fe, extra = _foreign("snntorch", tmp_path / "lib")
+    _onnx_teacher(tmp_path / "teacher.onnx")
+    run = tmp_path / "run"
+    assert main(["import", str(fe.path), str(run), "--data", "digits", "--teacher",
+                 str(tmp_path / "teacher.onnx"), "--no-progress"]) == 0
+    assert (run / "teacher/model.onnx").is_file()
+    assert main(["report", str(run), "--samples", "16", "--no-progress"]) == 0
+    report = json.loads((run / "report/report.json").read_text())
+    text = json.dumps(report)
+    assert "teacher" in text and report["teacher"]
+    assert main(["eval", str(run), "--which", "student", "--no-progress"]) == 0
+    assert "student test accuracy" in capsys.readouterr().out
+
+
+def test_import_without_teacher_reports_without_ratio(tmp_path):
+    fe, _ = _foreign("snntorch", tmp_path / "lib")
+    run = tmp_path / "run"
+    assert main(["import", str(fe.path), str(run), "--data", "digits", "--no-progress"]) == 0
+    assert main(["report", str(run), "--samples", "8", "--no-progress"]) == 0
+    assert (run / "report/report.md").is_file()
+
+
+# ---------------------------------------------------------------------------- bad input
+@pytest.fixture(scope="module")
+def snn_file(tmp_path_factory):
+    d = tmp_path_factory.mktemp("lib")
+    try:
+        return F.snntorch_sequential(d, per_layer=True).path
+    except F.LibraryMissing as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.mark.parametrize("case, words", [
+    ("missing", ("NIR file not found",)),
+    ("not_nir", ("NIR",)),
+    ("data", ("unknown",)),
+    ("shape", ("takes input",)),
+    ("time_steps", ("--time-steps must be > 0",)),
+    ("teacher", ("not found",)),
+])
+def test_bad_import_is_one_line_and_writes_nothing(snn_file, tmp_path, case, words):
+    run = tmp_path / "run"
+    model, data, extra = str(snn_file), "digits", []
+    if case == "missing":
+        model = str(tmp_path / "nope.nir")
+    elif case == "not_nir":
+        bad = tmp_path / "bad.nir"
+        bad.write_bytes(b"not an HDF5 file\n" * 20)
+        model = str(bad)
+    elif case == "data":
+        data = "no_such_data"
+    elif case == "shape":
+        data = "fashion_mnist"  # 28x28: the file takes 8x8
+    elif case == "time_steps":
+        extra = ["--time-steps", "0"]
+    elif case == "teacher":
+        extra = ["--teacher", str(tmp_path / "missing.onnx")]
+    assert_usage_error(kdsnn("import", model, run, "--data", data, "--no-progress", *extra),
+                       *words)
+    assert not run.exists()
+
+
+def test_reimport_needs_force_and_per_neuron_thresholds_stop_at_quantize(tmp_path):
+    fe = F.snntorch_sequential(tmp_path / "lib", per_layer=False)  # per-neuron thresholds
+    run = tmp_path / "run"
+    proc = kdsnn("import", fe.path, run, "--data", "digits", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "Loihi cannot run it as it is" in proc.stdout
+    before = snapshot(run)
+    assert_usage_error(kdsnn("import", fe.path, run, "--data", "digits", "--no-progress"),
+                       "--force")
+    assert_usage_error(kdsnn("export", run, "--target", "lava", "--no-progress"),
+                       "cannot quantize", "threshold")
+    assert_usage_error(kdsnn("distill", run, "--no-progress"), "imported from NIR")
+    assert snapshot(run) == before
