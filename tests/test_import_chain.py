@@ -195,3 +195,21 @@ def test_reimport_needs_force_and_per_neuron_thresholds_stop_at_quantize(tmp_pat
                        "cannot quantize", "threshold")
     assert_usage_error(kdsnn("distill", run, "--no-progress"), "imported from NIR")
     assert snapshot(run) == before
+
+
+@pytest.fixture(scope="module")
+def bad_nir(tmp_path_factory):
+    from test_nir_foreign import _bad_files
+    return _bad_files(tmp_path_factory.mktemp("bad"))
+
+
+def test_every_bad_nir_file_is_one_line_at_import_and_writes_nothing(bad_nir, tmp_path,
+                                                                     capsys):
+    from test_nir_foreign import BAD
+    for case in BAD:
+        path, _ = bad_nir[case]
+        run = tmp_path / case.replace(" ", "_")
+        assert main(["import", str(path), str(run), "--data", "digits", "--no-progress"]) == 2
+        err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+        assert len(err) == 1 and err[0].startswith("kdsnn: error: "), (case, err)
+        assert not run.exists(), case
