@@ -79,7 +79,7 @@ def _module(node, consts: dict, in_shape: tuple):
             raise KdsnnError(f"ONNX teacher: Gemm '{node.name}' with transA is not counted")
         weight = b if (node.op_type == "Gemm" and int(a.get("transB", 0))) else b.T
         mod = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False)
-        mod.weight.data = torch.as_tensor(np.ascontiguousarray(weight), dtype=torch.float32)
+        mod.weight.data = torch.tensor(np.array(weight), dtype=torch.float32)
         return mod
     return None
 
