@@ -213,3 +213,19 @@ def test_every_bad_nir_file_is_one_line_at_import_and_writes_nothing(bad_nir, tm
         err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
         assert len(err) == 1 and err[0].startswith("kdsnn: error: "), (case, err)
         assert not run.exists(), case
+
+
+def test_import_into_a_run_that_holds_a_teacher(tmp_path, capsys):
+    fe, _ = _foreign("snntorch", tmp_path / "lib")
+    run = tmp_path / "run"
+    assert main(["teacher", "--config", "digits", str(run), "--set", "teacher.epochs=1",
+                 "--set", "teacher.width=1", "--no-progress"]) == 0
+    assert main(["import", str(fe.path), str(run), "--data", "fashion_mnist",
+                 "--no-progress"]) == 2
+    assert "is a run on 'digits'" in capsys.readouterr().err
+    assert main(["import", str(fe.path), str(run), "--data", "digits", "--no-progress"]) == 0
+    assert main(["report", str(run), "--samples", "8", "--no-progress"]) == 0
+    report = json.loads((run / "report/report.json").read_text())
+    assert report["teacher"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"teacher", "student"} <= set(metrics)
