@@ -1,8 +1,6 @@
 """``kdsnn import``: networks written by other libraries' NIR exporters go through kdsnn's
 whole chain (import -> quantize/export -> Lava parity -> report) as a distilled student does."""
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,10 +10,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import foreign_nir as F  # noqa: E402
+from cli_helpers import assert_usage_error, kdsnn, snapshot  # noqa: E402
 
 from kdsnn.cli import main  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 
 #: library -> (make(out_dir) -> ForeignExport, extra import args)
 LIBRARIES = {
@@ -32,28 +30,6 @@ def _foreign(name, out_dir):
         return make(out_dir), extra
     except F.LibraryMissing as exc:
         pytest.skip(str(exc))
-
-
-def kdsnn(*args):
-    return subprocess.run([sys.executable, "-m", "kdsnn", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONHASHSEED="0", MPLBACKEND="Agg",
-                                   OMP_NUM_THREADS=str(torch.get_num_threads())))
-
-
-def snapshot(path: Path) -> dict:
-    if not path.exists():
-        return {}
-    return {str(p.relative_to(path)): (p.read_bytes() if p.is_file() else None)
-            for p in sorted(path.rglob("*"))}
-
-
-def assert_usage_error(proc, *words):
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
-    assert proc.returncode == 2, proc.stderr
-    assert len(lines) == 1 and lines[0].startswith("kdsnn: error: "), proc.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("library", sorted(LIBRARIES))

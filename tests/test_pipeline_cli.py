@@ -4,18 +4,17 @@ One run is trained once per module (width 1, 2 + 2 epochs) and exported once; ev
 test that changes files works on its own copy.  Exit codes and stderr are checked in
 fresh interpreters (``python -m kd_snn``).
 """
-import hashlib
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from kdsnn.cli import main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from cli_helpers import assert_usage_error, kdsnn, sha256, snapshot  # noqa: E402,F401
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--set", "teacher.epochs=2", "--set", "student.epochs=2", "--set", "data.batch_size=64",
@@ -26,41 +25,12 @@ EXPORT = ["--target", "all", "--calib", "128"]  # 128 calibration images: quicke
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def kdsnn(*args):
-    """``python -m kd_snn ARGS`` in a fresh interpreter."""
-    return subprocess.run([sys.executable, "-m", "kdsnn", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONHASHSEED="0", MPLBACKEND="Agg",
-                                   OMP_NUM_THREADS=str(torch.get_num_threads())))
-
-
-def snapshot(path: Path) -> dict:
-    """Every file and folder under ``path`` with its bytes' hash (None for folders)."""
-    if not path.exists():
-        return {}
-    return {str(p.relative_to(path)): (sha256(p) if p.is_file() else None)
-            for p in sorted(path.rglob("*"))}
-
-
 def copy_run(src: Path, dst: Path, with_export: bool = False) -> Path:
     keep = {"config.yaml", "metrics.json", "teacher", "student"} | ({"export"} if with_export
                                                                     else set())
     shutil.copytree(src, dst, ignore=lambda d, names: [n for n in names if Path(d) == src
                                                        and n not in keep])
     return dst
-
-
-def assert_usage_error(proc, *words):
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
-    assert proc.returncode == 2, proc.stderr
-    assert len(lines) == 1 and lines[0].startswith("kdsnn: error: "), proc.stderr
-    assert "Traceback" not in proc.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 # --------------------------------------------------------------------------- fixtures
