@@ -50,3 +50,15 @@ def test_every_row_is_measured_and_every_failure_has_a_cause():
     for peer in ("snntorch", "norse"):
         for graph in ("lif_mlp", "conv_lif", "cuba_mlp"):
             assert cells[(peer, graph)]["verdict"] == "exact", (peer, graph)
+
+
+def test_a_missing_peer_is_reported_not_passed(tmp_path, monkeypatch):
+    nb = _module()
+    monkeypatch.setattr(nb, "PEER_DIR", tmp_path)
+    (tmp_path / "spyx").mkdir()
+    (tmp_path / "spyx" / "install.log").write_text("ERROR: No matching distribution\n")
+    py, why = nb.peer_python("spyx")
+    assert py is None and "not installed" in why and "No matching distribution" in why
+    results = {"peer_order": ["spyx"], "graph_order": ["g"], "batches": ["b1"],
+               "peers": {"spyx": {"installed": False, "reason": why}}, "cases": {}}
+    assert nb.summarize(results)[("spyx", "g")]["verdict"] == "not installed"
