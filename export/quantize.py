@@ -106,13 +106,17 @@ def calib_chunk(graph: DeployGraph, budget_bytes: int = 1 << 30) -> int:
     return int(min(256, max(4, budget_bytes // max(1, 24 * neurons))))
 
 
-def float_stats_chunked(graph: DeployGraph, x_seq, chunk: int) -> dict:
+def float_stats_chunked(graph: DeployGraph, x_seq, chunk: int,
+                        keep_spikes: bool = False) -> dict:
     """:func:`float_stats` over chunks of samples: the same maxima (a maximum of maxima),
-    the logits concatenated; no spikes kept."""
+    the logits concatenated; with ``keep_spikes`` the spikes of each chunk, bit-packed
+    (``spike_chunks``: the quantizer compares them with the emulation's afterwards)."""
     x_seq = torch.as_tensor(x_seq, dtype=torch.float64)
-    merged, logits = None, []
+    merged, logits, kept = None, [], []
     for a in range(0, x_seq.shape[1], chunk):
-        part = float_stats(graph, x_seq[:, a:a + chunk], keep_spikes=False)
+        part = float_stats(graph, x_seq[:, a:a + chunk], keep_spikes=keep_spikes)
+        if keep_spikes:
+            kept.append({name: _PackedSpikes(spk) for name, spk in part["spikes"].items()})
         logits.append(part["logits"])
         if merged is None:
             merged = part["stats"]
@@ -120,7 +124,28 @@ def float_stats_chunked(graph: DeployGraph, x_seq, chunk: int) -> dict:
             for name, st in part["stats"].items():
                 for key, value in st.items():
                     merged[name][key] = max(merged[name][key], value)
-    return {"stats": merged, "spikes": {}, "logits": torch.cat(logits)}
+    return {"stats": merged, "spikes": {}, "logits": torch.cat(logits),
+            "spike_chunks": kept if keep_spikes else None}
+
+
+class _PackedSpikes:
+    """A 0/1 spike tensor kept at one bit per value (numpy ``packbits``)."""
+
+    def __init__(self, spikes: torch.Tensor):
+        self.shape = tuple(spikes.shape)
+        self.bits = np.packbits(spikes.numpy() != 0)
+
+    def unpack(self) -> torch.Tensor:
+        n = int(np.prod(self.shape))
+        return torch.from_numpy(np.unpackbits(self.bits, count=n).reshape(self.shape))
+
+
+def _keep_calib_spikes(graph: DeployGraph, samples: int,
+                       budget_bytes: int = 1 << 29) -> bool:
+    """Whether the calibration's float spikes fit ``budget_bytes`` at one bit each (then
+    the spike comparison reuses them instead of running the float pass again)."""
+    neurons = sum(int(np.prod(l.shape)) for l in graph.layers if l.spiking)
+    return neurons * graph.time_steps * samples // 8 <= budget_bytes
 
 
 def float_stats(graph: DeployGraph, x_seq, keep_spikes: bool = True) -> dict:
@@ -294,7 +319,9 @@ def quantize(graph: DeployGraph, calib_x: Optional[torch.Tensor] = None, *,
     if calib_x is not None:
         log(f"quantize: calibration statistics on {calib_x.shape[1]} samples")
     chunk = calib_chunk(graph)
-    calib = float_stats_chunked(graph, calib_x, chunk) if calib_x is not None else None
+    calib = (float_stats_chunked(graph, calib_x, chunk,
+                                 keep_spikes=_keep_calib_spikes(graph, calib_x.shape[1]))
+             if calib_x is not None else None)
     stats = calib["stats"] if calib else _worst_case_stats(graph)
     scales, bounds = {}, {}
     for layer in graph.layers:
@@ -329,7 +356,10 @@ def quantize(graph: DeployGraph, calib_x: Optional[torch.Tensor] = None, *,
     if calib is not None:
         x_int = encode_input(calib_x)
         for attempt in range(max_halvings + 1):
-            emu_stats = _emulated_stats(qg, x_int, chunk)
+            # stats and the spike agreement in one emulation pass: the last pass (no
+            # overflow left) is the final graph's, so nothing is emulated twice
+            emu_stats, same, total, v_out = _emulated_pass(qg, x_int, chunk, graph,
+                                                           calib_x, calib["spike_chunks"])
             bad = [n for n, s in emu_stats.items()
                    if n in scales and s["overflow"] and halvings[n] < max_halvings]
             log(f"quantize: scale search pass {attempt + 1}/{max_halvings + 1}: "
@@ -342,16 +372,9 @@ def quantize(graph: DeployGraph, calib_x: Optional[torch.Tensor] = None, *,
             layers, report = build()
             qg = QuantGraph(graph.input_shape, tuple(layers), graph.time_steps,
                             INPUT_LEVELS, {"report": report})
-        same, total, v_out = {}, {}, []
-        for a in range(0, x_int.shape[1], chunk):  # float vs emulated spikes, chunk by chunk
-            ref = float_stats(graph, calib_x[:, a:a + chunk])["spikes"]
-            v, spikes = emulate(qg, x_int[:, a:a + chunk], record=True)
-            v_out.append(v)
-            for name, spk in ref.items():
-                if name in spikes:
-                    same[name] = same.get(name, 0) + int((spikes[name].to(torch.float64)
-                                                          == spk).sum())
-                    total[name] = total.get(name, 0) + spk.numel()
+        else:  # the halvings ran out: the figures below are those of the graph returned
+            emu_stats, same, total, v_out = _emulated_pass(qg, x_int, chunk, graph,
+                                                           calib_x, calib["spike_chunks"])
         for name in same:  # spiking layers (relays included), as in one piece
             report[name]["spike_agreement"] = same[name] / max(1, total[name])
             report[name]["overflow"] = bool(emu_stats[name]["overflow"])
@@ -367,18 +390,32 @@ def quantize(graph: DeployGraph, calib_x: Optional[torch.Tensor] = None, *,
     return qg.replace(metadata=meta)
 
 
-def _emulated_stats(qg: QuantGraph, x_int: torch.Tensor, chunk: int) -> dict:
-    """``emulate``'s per-layer stats over all samples, run in chunks (maxima, any overflow)."""
-    merged: dict = {}
-    for a in range(0, x_int.shape[1], chunk):
+def _emulated_pass(qg: QuantGraph, x_int: torch.Tensor, chunk: int, graph: DeployGraph,
+                   calib_x, float_chunks) -> tuple:
+    """One emulation over the calibration samples, in chunks: ``(stats, same, total,
+    readout_v)``: per-layer maxima and overflow, the count of spikes equal to the float
+    pass's (kept bit-packed in ``float_chunks``, else the float pass runs again per chunk)
+    and of spikes compared, and the readout's v."""
+    merged, same, total, v_out = {}, {}, {}, []
+    for k, a in enumerate(range(0, x_int.shape[1], chunk)):
         part: dict = {}
-        emulate(qg, x_int[:, a:a + chunk], record=False, stats=part)
+        v, spikes = emulate(qg, x_int[:, a:a + chunk], record=True, stats=part)
+        v_out.append(v)
         for name, st in part.items():
             m = merged.setdefault(name, {"max_u": 0, "max_v": 0, "overflow": False})
             m["max_u"] = max(m["max_u"], st["max_u"])
             m["max_v"] = max(m["max_v"], st["max_v"])
             m["overflow"] = m["overflow"] or st["overflow"]
-    return merged
+        if float_chunks is not None:
+            ref = {name: packed.unpack() for name, packed in float_chunks[k].items()}
+        else:
+            ref = float_stats(graph, calib_x[:, a:a + chunk])["spikes"]
+        for name, spk in ref.items():
+            if name in spikes:
+                same[name] = same.get(name, 0) + int((spikes[name] == spk.to(
+                    spikes[name].dtype)).sum())
+                total[name] = total.get(name, 0) + spk.numel()
+    return merged, same, total, v_out
 
 
 def _jsonable(v) -> bool:

@@ -197,7 +197,7 @@ def test_calibration_in_chunks_gives_the_same_graph_and_report(monkeypatch):
     import export.quantize as Q
     from export.latency import balance_latency
     sys.path.insert(0, str(Path(__file__).parent))
-    from test_emulate_vs_lava import residual_graph
+    from tests.test_emulate_vs_lava import residual_graph
 
     graph = balance_latency(residual_graph(2))
     x = torch.rand(4, 37, *graph.input_shape, dtype=torch.float64,
@@ -208,3 +208,25 @@ def test_calibration_in_chunks_gives_the_same_graph_and_report(monkeypatch):
     assert chunked.digest() == whole.digest()
     assert json.dumps(chunked.metadata, sort_keys=True) == json.dumps(whole.metadata,
                                                                        sort_keys=True)
+
+
+def test_calibration_spikes_kept_or_recomputed_give_the_same_graph_and_report(monkeypatch):
+    """The quantizer keeps the calibration's float spikes bit-packed when they fit and runs
+    the float pass again per chunk when they do not: the same graph and report either way."""
+    import json
+
+    import export.quantize as Q
+    from export.latency import balance_latency
+    from tests.test_emulate_vs_lava import residual_graph
+
+    g = balance_latency(residual_graph(4))
+    x = torch.rand(g.time_steps, 21, *g.input_shape, dtype=torch.float64,
+                   generator=torch.Generator().manual_seed(1))
+    monkeypatch.setattr(Q, "calib_chunk", lambda graph, budget_bytes=0: 8)  # 3 chunks
+    kept = Q.quantize(g, x)
+    monkeypatch.setattr(Q, "_keep_calib_spikes", lambda *a, **k: False)
+    again = Q.quantize(g, x)
+    assert kept.digest() == again.digest()
+    dump = lambda q: json.dumps(q.metadata, sort_keys=True, default=Q._json_default)  # noqa: E731
+    assert dump(kept) == dump(again)
+    assert 0 < kept.metadata["report"]["b.lif2"]["spike_agreement"] <= 1
