@@ -140,3 +140,15 @@ def write_results(out: Path, stem: str, obj: dict, markdown: str) -> None:
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, out / f"{stem}.json")
     (out / f"{stem}.md").write_text(markdown)
+
+
+def write_readme_block(markdown: str, name: str, readme: Path) -> int:
+    """README's block between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` = a results
+    file's Markdown without its title (the blocks the README tests check)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from readme_results import replace_block
+
+    body = markdown.split("\n", 2)[2].strip() + "\n"
+    readme.write_text(replace_block(readme.read_text(), body, "README.md",
+                                    begin=f"<!-- {name}:begin -->", end=f"<!-- {name}:end -->"))
+    return 0

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from benchmarks._common import machine_info, write_results  # noqa: E402
+from benchmarks._common import machine_info, write_readme_block, write_results  # noqa: E402
 
 OUT = HERE / "results"
 STEM = "import_snntorch"
@@ -215,14 +215,8 @@ def markdown(r: dict) -> str:
 
 
 def write_readme(results: dict, readme: Path = ROOT / "README.md") -> int:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from readme_results import replace_block
-
-    body = markdown(results).split("\n", 2)[2].strip() + "\n"
-    readme.write_text(replace_block(readme.read_text(), body, "README.md",
-                                    begin="<!-- import-example:begin -->",
-                                    end="<!-- import-example:end -->"))
-    return 0
+    """README's block between the import-example markers = import_snntorch.md without its title."""
+    return write_readme_block(markdown(results), "import-example", readme)
 
 
 def main() -> int:

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _common import machine_info, md_table, write_results  # noqa: E402
+from _common import machine_info, md_table, write_readme_block, write_results  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results"
 WORK = ROOT / "runs" / "nir_backends"
@@ -493,13 +493,7 @@ def markdown(results: dict) -> str:
 
 def write_readme(results: dict, readme: Path = ROOT / "README.md") -> int:
     """README's block between the nir-backends markers = nir_backends.md without its title."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from readme_results import replace_block
-    body = markdown(results).split("\n", 2)[2].strip() + "\n"
-    readme.write_text(replace_block(readme.read_text(), body, "README.md",
-                                    begin="<!-- nir-backends:begin -->",
-                                    end="<!-- nir-backends:end -->"))
-    return 0
+    return write_readme_block(markdown(results), "nir-backends", readme)
 
 
 def main() -> int:

@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from _common import machine_info, md_table, write_results  # noqa: E402
+from _common import machine_info, md_table, write_readme_block, write_results  # noqa: E402
 
 OUT = HERE / "results"
 BEFORE_REF = "0971583"
@@ -234,14 +234,7 @@ def markdown(results: dict) -> str:
 
 def write_readme(results: dict, readme: Path = ROOT / "README.md") -> int:
     """README's block between the workflow markers = workflow.md's table and notes."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from readme_results import replace_block
-
-    body = markdown(results).split("\n", 2)[2].strip() + "\n"  # without the title
-    text = replace_block(readme.read_text(), body, "README.md",
-                         begin="<!-- workflow:begin -->", end="<!-- workflow:end -->")
-    readme.write_text(text)
-    return 0
+    return write_readme_block(markdown(results), "workflow", readme)
 
 
 def main() -> int:
