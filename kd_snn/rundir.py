@@ -125,10 +125,6 @@ class RunDir:
         """A student trained elsewhere and imported from NIR (``kdsnn import``)."""
         return self.stage_dir("student") / "model.nir"
 
-    def has_student(self) -> bool:
-        """A distilled or an imported student."""
-        return self.has_model("student") or self.imported_student_path.is_file()
-
     def student_source(self) -> Path:
         """The file the student is read from (checkpoint or imported NIR)."""
         if self.imported_student_path.is_file():
