@@ -12,10 +12,11 @@ import numpy as np
 
 from kd_snn.errors import KdsnnError
 
-from .graph import INPUT, DeployGraph
+from .graph import INPUT, Connection, DeployGraph, NeuronLayer
 
 MODEL = "model.nir"
 RECORD = "imported.json"
+SPIKE_COUNT = "spike_count"
 
 
 def fit_to_data(graph: DeployGraph, input_shape: tuple, classes: int, time_steps: int,
@@ -25,6 +26,11 @@ def fit_to_data(graph: DeployGraph, input_shape: tuple, classes: int, time_steps
     A flat input (a dense first layer, as dense-only exporters write it) takes the data
     set's ``(C, H, W)`` when the element counts agree: a dense connection reads its source
     flattened in C, H, W order, which is the order such networks were trained on.
+
+    A network whose last layer spikes (snntorch classifiers often end in a ``Leaky`` and
+    are read by spike counts) gets a readout layer ``spike_count``: identity synapses, no
+    bias, whose logits are the output layer's spike count per step -- the same argmax as
+    counting the spikes, and a readout that Loihi holds like any other.
     """
     shape = tuple(int(s) for s in input_shape)
     if graph.input_shape != shape:
@@ -34,13 +40,21 @@ def fit_to_data(graph: DeployGraph, input_shape: tuple, classes: int, time_steps
             raise KdsnnError(f"{what} takes input {graph.input_shape}; the data set gives "
                              f"{shape}")
     out = graph.output
-    if int(np.prod(out.shape)) != classes:
-        raise KdsnnError(f"{what} has {int(np.prod(out.shape))} outputs; the data set has "
-                         f"{classes} classes")
+    n = int(np.prod(out.shape))
+    if n != classes:
+        raise KdsnnError(f"{what} has {n} outputs; the data set has {classes} classes")
     meta = dict(graph.metadata)
     meta["imported"] = True
+    layers = tuple(graph.layers)
+    if out.spiking:
+        if any(l.name == SPIKE_COUNT for l in layers):
+            raise KdsnnError(f"{what} ends in spikes and already has a layer named "
+                             f"'{SPIKE_COUNT}'")
+        layers += (NeuronLayer(SPIKE_COUNT, (n,), (Connection(out.name, "dense", np.eye(n)),),
+                               bias=0.0, alpha=0.0, beta=1.0, threshold=1.0, spiking=False),)
+        meta["readout"] = "spike counts of the last spiking layer (added at import)"
     try:
-        return DeployGraph(shape, graph.layers, int(time_steps), encoding, meta)
+        return DeployGraph(shape, layers, int(time_steps), encoding, meta)
     except ValueError as exc:
         raise KdsnnError(f"{what}: {exc}") from None
 

@@ -887,9 +887,13 @@ def _nir_to_graph(source: Union[nir.NIRGraph, str, os.PathLike],
         deploy_meta = json.loads(deploy_meta) if deploy_meta else {}
     except (TypeError, ValueError):
         deploy_meta = {}
+    stated = int(_scalar(meta["time_steps"])) if "time_steps" in meta else None
+    if not isinstance(deploy_meta, dict):
+        deploy_meta = {}
+    deploy_meta = dict(deploy_meta, nir_source={"dt": dt, "time_steps": stated})
     try:
         return DeployGraph(input_shape, tuple(layers),
-                           time_steps=int(_scalar(meta.get("time_steps", 4))),
+                           time_steps=4 if stated is None else stated,
                            encoding=str(_scalar(meta.get("input_encoding", "direct"))),
                            metadata=deploy_meta)
     except ValueError as exc:

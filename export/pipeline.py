@@ -46,6 +46,26 @@ def sample_inputs(cfg: Config, split: str, n: Optional[int]) -> tuple[torch.Tens
     return x_seq.to(torch.float64), np.asarray(ys, dtype=np.int64)
 
 
+def input_batches(cfg: Config, split: str, batch: int):
+    """``(n, iterator of (x_seq, labels))``: :func:`sample_inputs` of the whole split, a
+    batch at a time (memory of one batch, whatever the split's size and T)."""
+    from kd_snn.run import data_spec, open_dataset, student_input
+
+    ds = open_dataset(cfg, split)
+    kind = data_spec(cfg).kind
+    if kind != "event" and cfg.data.encoding != "direct":
+        raise KdsnnError(f"hardware export needs direct (analog) or event input; the run "
+                         f"uses '{cfg.data.encoding}' encoding")
+
+    def batches():
+        for lo in range(0, len(ds), batch):
+            xs, ys = zip(*(ds[i] for i in range(lo, min(lo + batch, len(ds)))))
+            x = torch.stack([torch.as_tensor(v) for v in xs])
+            yield (student_input(x, cfg, kind, None).to(torch.float64),
+                   np.asarray(ys, dtype=np.int64))
+    return len(ds), batches()
+
+
 # the folded student ------------------------------------------------------------------
 def load_student(run: RunDir):
     """(model, checkpoint meta, folded float DeployGraph) of the run's student; an

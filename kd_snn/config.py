@@ -120,6 +120,8 @@ CHOICES = {
     "loss.samd_norm": ("sample", "batch"),
     "loss.teacher_mode": ("eval", "train"),
 }
+#: a bound on T, so that an absurd value is refused before tensors of T x batch are made
+MAX_TIME_STEPS = 10_000
 POSITIVE = ("data.time_steps", "data.batch_size", "data.eval_batch_size", "teacher.epochs",
             "student.epochs", "teacher.lr", "student.lr", "teacher.width", "student.width",
             "neuron.width", "neuron.threshold", "loss.tau_nld", "loss.tau_samd", "loss.tau_kd")
@@ -189,6 +191,9 @@ def validate(cfg: Config) -> Config:
     for key in POSITIVE:
         if not flat[key] > 0:
             raise KdsnnError(f"config key '{key}' must be > 0, got {flat[key]!r}")
+    if cfg.data.time_steps > MAX_TIME_STEPS:
+        raise KdsnnError(f"config key 'data.time_steps' must be <= {MAX_TIME_STEPS}, got "
+                         f"{cfg.data.time_steps}")
     for key in ("neuron.alpha", "neuron.beta"):
         if not 0 <= flat[key] <= 1:
             raise KdsnnError(f"config key '{key}' must lie in [0, 1], got {flat[key]!r}")

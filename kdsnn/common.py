@@ -49,13 +49,19 @@ def _load_quant_or_make(run: RunDir, progress: bool):
     """The exported QuantGraph, read back from RUN/export/student.quant.nir (the NIR file
     Lava is built from), made if missing."""
     from export.latency import balance_latency
-    from export.pipeline import export_run, load_student
+    from export.pipeline import export_run, load_student, read_manifest
     from export.quant_nir import read_quant_nir
 
     qpath = run.subdir("export") / QUANT_FILE
     if not qpath.is_file():
         export_run(run, ["quant"], progress=progress)  # joins the command's transaction
-    _, _, graph = load_student(run)
+    _, meta, graph = load_student(run)
+    made_from = read_manifest(run.subdir("export")).get("source", {})
+    if isinstance(made_from, dict) and made_from.get("sha256") not in (None,
+                                                                      meta["file_sha256"]):
+        raise KdsnnError(f"'{qpath}' was made from another student than the run's "
+                         f"'{run.student_source().relative_to(run.path)}' (its sha256 "
+                         f"differs); re-run 'kdsnn export {run.path} --target lava'")
     try:
         qgraph = read_quant_nir(kio.current_path(qpath))
     except KdsnnError as exc:

@@ -41,22 +41,30 @@ def add_parser(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress output")
 
 
-def _teacher_source(arg):
-    """``(kind, path)`` of the teacher (``None`` when absent), checked readable."""
+def _teacher_source(arg, data: str, input_shape: tuple, classes: int):
+    """``(kind, path)`` of the teacher (``None`` when absent), checked readable and fit for
+    the data set: a checkpoint trained on it, an ONNX model taking its input shape, giving
+    one score per class and countable (the report's MACs)."""
     if arg is None:
         return None
     path = Path(arg)
     if path.suffix.lower() == ".onnx":
-        from hardware.energy.teacher_onnx import load_onnx_teacher
-        load_onnx_teacher(path)  # parses and checks it
+        from hardware.energy.teacher_onnx import check_onnx_teacher
+        check_onnx_teacher(path, input_shape, classes)
         return "onnx", path
     from kd_snn.run import load_trained, resolve_checkpoint
     file = resolve_checkpoint(path)
-    load_trained(file, expect_spiking=False)  # refuses a student or a broken file
+    _, meta = load_trained(file, expect_spiking=False)  # refuses a student or a broken file
+    trained_on = meta.get("data")
+    if trained_on != data:
+        raise KdsnnError(f"teacher '{file}' was trained on '{trained_on}', not '{data}'")
     return "checkpoint", file
 
 
-def _config(run: RunDir, data: str, time_steps, stem: str):
+def _config(run: RunDir, data: str, time_steps, file_steps, default_steps: int, stem: str):
+    """``(config, new?)``: the run's own config when it has one (a run holding a teacher),
+    whose T the student adopts unless ``--time-steps`` says otherwise; else a new config
+    with T = ``--time-steps``, else the file's, else the data set's default."""
     from kd_snn import config as C
 
     if run.config_path.is_file():  # a run with a teacher already: keep its config
@@ -64,17 +72,36 @@ def _config(run: RunDir, data: str, time_steps, stem: str):
         if cfg.data.name != data:
             raise KdsnnError(f"'{run.path}' is a run on '{cfg.data.name}', not '{data}'")
         if time_steps is not None and time_steps != cfg.data.time_steps:
-            raise KdsnnError(f"'{run.path}' runs T = {cfg.data.time_steps}, not "
-                             f"--time-steps {time_steps}")
+            raise KdsnnError(f"'{run.path}' runs T = {cfg.data.time_steps} (its config.yaml), "
+                             f"not --time-steps {time_steps}")
         return cfg, False
     cfg = C.Config()
     cfg.name = stem
     cfg.data.name = data
-    cfg.data.time_steps = int(time_steps)
+    cfg.data.time_steps = int(time_steps or file_steps or default_steps)
     cfg.data.encoding = "direct"
     cfg.student.model = "imported"
     cfg.teacher.model = "imported"
     return C.validate(cfg), True
+
+
+def _existing_teacher(run: RunDir) -> list:
+    """The teacher files a run holds (a kdsnn-trained one, or one an import brought)."""
+    folder = run.stage_dir("teacher")
+    return [p for p in (folder / "model.safetensors", folder / "model.json",
+                        folder / "model.onnx") if p.is_file()]
+
+
+def _imported_teacher(run: RunDir) -> bool:
+    """Whether the run's teacher came with an earlier ``kdsnn import`` (``--force`` may
+    replace it) rather than from ``kdsnn teacher``."""
+    record = run.stage_dir("student") / "imported.json"
+    if not record.is_file():
+        return False
+    try:
+        return kio.read_json_object(record, "import record").get("teacher") is not None
+    except KdsnnError:
+        return False
 
 
 def import_command(args) -> int:
@@ -94,28 +121,42 @@ def import_command(args) -> int:
         raise KdsnnError(f"'{run.path}' already has a distilled student; import into a new run")
     if run.imported_student_path.is_file() and not args.force:
         raise KdsnnError(f"'{run.path}' already has an imported student (--force replaces it)")
+    if args.teacher is not None and _existing_teacher(run) and \
+            not (args.force and _imported_teacher(run)):
+        raise KdsnnError(f"'{run.path}' already has a teacher; import without --teacher (the "
+                         "run's teacher is used), or into a new run")
     graph = nir_to_graph(src, dt=args.dt)
-    steps = args.time_steps or (graph.time_steps if _states_steps(src) else
-                                spec.default_time_steps)
-    cfg, new_config = _config(run, args.data, steps, src.stem)
+    read = graph.metadata["nir_source"]  # the dt the taus were read with; T if stated
+    file_dt, file_steps = read["dt"], read["time_steps"]
+    cfg, new_config = _config(run, args.data, args.time_steps, file_steps,
+                              spec.default_time_steps, src.stem)
     if spec.kind == "event":
         cfg.data.encoding = "frames"
     graph = fit_to_data(graph, student_input_shape(cfg), spec.num_classes, cfg.data.time_steps,
                         student_encoding(cfg), what=f"'{src}'")
-    teacher = _teacher_source(args.teacher)
+    teacher = _teacher_source(args.teacher, args.data, student_input_shape(cfg),
+                              spec.num_classes)
     accuracy = float_accuracy(cfg, graph, not args.no_progress)
     source = src.read_bytes()
     with writing(run):
         if new_config:
             run.save_config(cfg)
+        if args.force:  # what was made from the replaced student must not outlive it
+            for sub in ("export", "parity", "report"):
+                for old in sorted(p for p in run.subdir(sub).rglob("*") if p.is_file()):
+                    kio.remove(old)
         stage = run.stage_dir("student")
         write_nir(graph, stage / MODEL)
         kio.write_json(stage / RECORD, {
             "source": str(src), "source_sha256": hashlib.sha256(source).hexdigest(),
-            "dt": args.dt, "time_steps": cfg.data.time_steps, "data": args.data,
+            "dt": args.dt if args.dt is not None else file_dt,
+            "time_steps": cfg.data.time_steps, "data": args.data,
             "input_shape": list(graph.input_shape), "layers": [l.name for l in graph.layers],
+            "readout": graph.metadata.get("readout", "the file's non-spiking output layer"),
             "teacher": None if teacher is None else str(teacher[1])})
         if teacher is not None:
+            for old in _existing_teacher(run):  # only an imported one reaches here
+                kio.remove(old)
             kind, path = teacher
             dst = run.stage_dir("teacher") / ("model.onnx" if kind == "onnx"
                                               else "model.safetensors")
@@ -125,6 +166,9 @@ def import_command(args) -> int:
         run.update_metrics("student", {"test_accuracy": accuracy["accuracy"],
                                        "test_samples": accuracy["samples"],
                                        "imported_from": str(src)})
+    if "readout" in graph.metadata:
+        print(f"note: the file's last layer spikes; kdsnn reads it by spike counts (a "
+              f"'{graph.layers[-1].name}' readout layer was added)")
     print(f"imported '{src}' into {run.path}: {len(graph.layers)} layers, input "
           f"{graph.input_shape}, T = {graph.time_steps}; float test accuracy "
           f"{accuracy['accuracy'] * 100:.2f}% on {accuracy['samples']} {args.data} samples"
@@ -140,37 +184,28 @@ def import_command(args) -> int:
     return 0
 
 
-def _states_steps(path: Path) -> bool:
-    """Whether the file's metadata names its time steps (kdsnn's own files do)."""
-    import nir
-    try:
-        return "time_steps" in (nir.read(str(path)).metadata or {})
-    except Exception:  # noqa: BLE001 - nir_to_graph has read it already
-        return False
-
-
 def float_accuracy(cfg, graph, progress: bool) -> dict:
-    """The imported network's float accuracy on the test split (the forward kdsnn runs)."""
+    """The imported network's float accuracy on the test split (the forward kdsnn runs),
+    a batch at a time."""
     import torch
 
     from export.graph import float_logits
-    from export.pipeline import sample_inputs
+    from export.pipeline import input_batches
     from kd_snn.progress import progress as make_progress
 
-    x, y = sample_inputs(cfg, "test", None)
-    n, batch, correct = x.shape[1], 256, 0
+    n, batches = input_batches(cfg, "test", 256)
+    correct = 0
     bar = make_progress(total=n, unit="sample", desc="float forward on the test split",
                         enabled=progress, every=10)
     try:
-        for lo in range(0, n, batch):
+        for x, y in batches:
             try:
-                logits = float_logits(graph, x[:, lo:lo + batch])
+                logits = float_logits(graph, x)
             except (RuntimeError, ValueError) as exc:
                 raise KdsnnError(f"the imported graph does not run on the data: "
                                  f"{str(exc).splitlines()[0]}") from None
-            correct += int((logits.argmax(1) == torch.as_tensor(y[lo:lo + batch])).sum())
-            bar.update(min(batch, n - lo))
+            correct += int((logits.argmax(1) == torch.as_tensor(y)).sum())
+            bar.update(len(y))
     finally:
         bar.close()
     return {"accuracy": correct / n, "samples": int(n)}
-

@@ -125,7 +125,8 @@ def _write(graph, path: Path) -> Path:
 
 
 # ------------------------------------------------------------------------- snntorch
-def _snntorch_net(residual: bool, seed: int, per_layer: bool = False):
+def _snntorch_net(residual: bool, seed: int, per_layer: bool = False,
+                  spiking_output: bool = False):
     snn = _need("snntorch", "pip install snntorch")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1)
@@ -153,17 +154,19 @@ def _snntorch_net(residual: bool, seed: int, per_layer: bool = False):
                                      init_hidden=True, reset_mechanism="zero",
                                      reset_delay=False)
             self.out = nn.Linear(24, CLASSES)
+            self.lif_out = leaky((CLASSES,)) if spiking_output else None
             with torch.no_grad():
                 self.fc.weight.mul_(4.0)
-                self.out.weight.mul_(2.0)
+                self.out.weight.mul_(2.0 if not spiking_output else 6.0)
 
         def forward(self, x):
             s1 = self.lif1(self.conv(x))
             s2 = self.lif2(self.fc(self.flat(self.pool(s1))))
-            return self.out(s2)
+            out = self.out(s2)
+            return out if self.lif_out is None else self.lif_out(out)
 
         def spiking(self):
-            return [self.lif1, self.lif2]
+            return [self.lif1, self.lif2] + ([self.lif_out] if spiking_output else [])
 
     class Residual(nn.Module):
         """conv -> Leaky -> [conv + 1x1 shortcut conv] (fan-in) -> Leaky -> avgpool ->
@@ -197,13 +200,15 @@ def _snntorch_net(residual: bool, seed: int, per_layer: bool = False):
     return snn, (Residual if residual else Sequential)()
 
 
-def _snntorch(out_dir, residual: bool, seed: int, per_layer: bool = False) -> ForeignExport:
-    snn, net = _snntorch_net(residual, seed, per_layer)
+def _snntorch(out_dir, residual: bool, seed: int, per_layer: bool = False,
+              spiking_output: bool = False) -> ForeignExport:
+    snn, net = _snntorch_net(residual, seed, per_layer, spiking_output)
     from snntorch.export_nir import export_to_nir
     x = digits_frames()
     with _quiet():
         graph = export_to_nir(net, x[0, :1], ignore_dims=[0])
-    path = _write(graph, Path(out_dir) / f"snntorch_{'residual' if residual else 'seq'}.nir")
+    name = "residual" if residual else "spiking_out" if spiking_output else "seq"
+    path = _write(graph, Path(out_dir) / f"snntorch_{name}.nir")
     from snntorch import utils
     utils.reset(net)
     outs, spikes = [], [[] for _ in net.spiking()]
@@ -224,6 +229,13 @@ def snntorch_sequential(out_dir, seed: int = 0, per_layer: bool = False) -> Fore
     written by ``snntorch.export_nir.export_to_nir`` (``per_layer``: one beta, alpha and
     threshold per layer, as Loihi needs)."""
     return _snntorch(out_dir, residual=False, seed=seed, per_layer=per_layer)
+
+
+def snntorch_spiking_output(out_dir, seed: int = 0) -> ForeignExport:
+    """snntorch_sequential(per_layer=True) whose last Linear feeds a Leaky: the classifier
+    is read by spike counts (``readout`` holds the output spikes; their mean over T is what
+    kdsnn's added ``spike_count`` readout gives)."""
+    return _snntorch(out_dir, residual=False, seed=seed, per_layer=True, spiking_output=True)
 
 
 def snntorch_residual(out_dir, seed: int = 0) -> ForeignExport:

@@ -18,6 +18,7 @@ from kdsnn.cli import main  # noqa: E402
 #: library -> (make(out_dir) -> ForeignExport, extra import args)
 LIBRARIES = {
     "snntorch": (lambda d: F.snntorch_sequential(d, per_layer=True), []),
+    "snntorch_spiking_output": (F.snntorch_spiking_output, []),
     "norse": (lambda d: F.norse_mlp(d, per_layer=True), ["--dt", "1e-6"]),
     "spikingjelly_residual": (lambda d: F.spikingjelly_net(d, residual=True), []),
     "sinabs": (lambda d: F.sinabs_net(d), ["--dt", "1"]),
@@ -62,18 +63,30 @@ def test_a_foreign_network_runs_the_chain_to_bit_exact_lava(library, tmp_path, c
     assert "built from export/student.quant.nir" in capsys.readouterr().out
 
 
-def _onnx_teacher(path: Path) -> torch.nn.Module:
+def _onnx_teacher(path: Path, size: int = 8, classes: int = 10) -> torch.nn.Module:
     from export.onnx_export import export_onnx_teacher
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(
         torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AvgPool2d(2),
         torch.nn.Conv2d(4, 6, 3, padding=1, groups=2), torch.nn.ReLU(), torch.nn.Flatten(),
-        torch.nn.Linear(96, 10)).eval()
+        torch.nn.Linear(6 * (size // 2) ** 2, classes)).eval()
     with torch.no_grad():
         net[3].weight[0, 0] = 0.0  # zero weights: the nonzero-weight counts differ
-    export_onnx_teacher(net, (1, 8, 8), path)
+    export_onnx_teacher(net, (1, size, size), path)
     return net
+
+
+def _teacher_checkpoint(path: Path, data: str) -> Path:
+    """A kdsnn ANN teacher checkpoint (untrained) that says it was trained on ``data``."""
+    from kd_snn import checkpoint as ckpt
+    from kd_snn.run import build_model
+
+    spec = {"in_channels": 1, "input_size": [8, 8], "kwargs": {}, "name": "cnn",
+            "normalize": "none", "num_classes": 10, "spiking": False, "width": 1}
+    ckpt.save_checkpoint(path, build_model(spec, "test"), {"stage": "teacher", "model": spec,
+                                                           "data": data})
+    return path
 
 
 def test_onnx_teacher_counts_equal_the_torch_counts(tmp_path):
@@ -135,6 +148,10 @@ def snn_file(tmp_path_factory):
     ("shape", ("takes input",)),
     ("time_steps", ("--time-steps must be > 0",)),
     ("teacher", ("not found",)),
+    ("huge_time_steps", ("data.time_steps", "<=")),
+    ("teacher_other_data", ("trained on 'fashion_mnist'", "not 'digits'")),
+    ("onnx_input", ("takes input 1x28x28", "1x8x8")),
+    ("onnx_classes", ("gives 7 scores", "10 classes")),
 ])
 def test_bad_import_is_one_line_and_writes_nothing(snn_file, tmp_path, case, words):
     run = tmp_path / "run"
@@ -153,6 +170,15 @@ def test_bad_import_is_one_line_and_writes_nothing(snn_file, tmp_path, case, wor
         extra = ["--time-steps", "0"]
     elif case == "teacher":
         extra = ["--teacher", str(tmp_path / "missing.onnx")]
+    elif case == "huge_time_steps":
+        extra = ["--time-steps", str(10 ** 9)]
+    elif case == "teacher_other_data":
+        extra = ["--teacher", str(_teacher_checkpoint(tmp_path / "t.safetensors",
+                                                      "fashion_mnist"))]
+    elif case in ("onnx_input", "onnx_classes"):
+        _onnx_teacher(tmp_path / "t.onnx", **({"size": 28} if case == "onnx_input"
+                                              else {"classes": 7}))
+        extra = ["--teacher", str(tmp_path / "t.onnx")]
     assert_usage_error(kdsnn("import", model, run, "--data", data, "--no-progress", *extra),
                        *words)
     assert not run.exists()
@@ -205,3 +231,62 @@ def test_import_into_a_run_that_holds_a_teacher(tmp_path, capsys):
     assert report["teacher"]
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"teacher", "student"} <= set(metrics)
+
+
+def test_force_reimport_clears_what_the_old_student_made(tmp_path, capsys):
+    """--force replaces the student and drops export/, parity/ and report/ (made from the
+    old one); an export left from another student is refused by parity, never mixed."""
+    old = F.snntorch_sequential(tmp_path / "a", seed=0, per_layer=True)
+    new = F.snntorch_sequential(tmp_path / "b", seed=3, per_layer=True)
+    run = tmp_path / "run"
+    assert main(["import", str(old.path), str(run), "--data", "digits", "--no-progress"]) == 0
+    assert main(["export", str(run), "--target", "lava", "--calib", "32",
+                 "--no-progress"]) == 0
+    assert main(["report", str(run), "--samples", "4", "--source", "torch",
+                 "--no-progress"]) == 0
+    stale = (run / "export/student.quant.nir").read_bytes()
+    assert main(["import", str(new.path), str(run), "--data", "digits", "--force",
+                 "--no-progress"]) == 0
+    assert not [p for sub in ("export", "parity", "report") for p in (run / sub).rglob("*")
+                if p.is_file()]
+    # an export that outlived its student (copied back by hand) is refused in one line
+    (run / "export").mkdir(exist_ok=True)
+    manifest = {"source": {"checkpoint": "student/model.nir", "sha256": "0" * 64}}
+    (run / "export/manifest.json").write_text(json.dumps(manifest))
+    (run / "export/student.quant.nir").write_bytes(stale)
+    capsys.readouterr()
+    assert main(["parity", str(run), "--samples", "2", "--no-progress", "--no-full-test"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "made from another student" in err[0]
+
+
+def test_teacher_rules_for_a_run_that_has_one(tmp_path, capsys):
+    """A run's own kdsnn teacher is never replaced by --teacher; an imported one may be,
+    with --force; without --teacher the run's T and teacher are kept."""
+    fe = F.snntorch_sequential(tmp_path / "lib", per_layer=True)
+    onnx = tmp_path / "t.onnx"
+    _onnx_teacher(onnx)
+    run = tmp_path / "run"
+    assert main(["teacher", "--config", "digits", str(run), "--set", "teacher.epochs=1",
+                 "--set", "teacher.width=1", "--set", "data.time_steps=3",
+                 "--no-progress"]) == 0
+    before = snapshot(run)
+    capsys.readouterr()
+    assert main(["import", str(fe.path), str(run), "--data", "digits", "--teacher", str(onnx),
+                 "--no-progress"]) == 2
+    assert "already has a teacher" in capsys.readouterr().err
+    assert snapshot(run) == before
+    # T: the run says 3, the data set's default differs; no --time-steps -> the run's T
+    assert main(["import", str(fe.path), str(run), "--data", "digits", "--no-progress"]) == 0
+    record = json.loads((run / "student/imported.json").read_text())
+    assert record["time_steps"] == 3 and record["dt"] == pytest.approx(1e-4)
+    assert not (run / "teacher/model.onnx").exists()
+    # an imported teacher can be replaced with --force
+    other = tmp_path / "other"
+    assert main(["import", str(fe.path), str(other), "--data", "digits", "--teacher",
+                 str(onnx), "--no-progress"]) == 0
+    ckpt = _teacher_checkpoint(tmp_path / "t.safetensors", "digits")
+    assert main(["import", str(fe.path), str(other), "--data", "digits", "--teacher",
+                 str(ckpt), "--force", "--no-progress"]) == 0
+    assert (other / "teacher/model.safetensors").is_file()
+    assert not (other / "teacher/model.onnx").exists()

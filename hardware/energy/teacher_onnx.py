@@ -42,6 +42,30 @@ def load_onnx_teacher(path):
     return model
 
 
+def check_onnx_teacher(path, input_shape: Sequence[int], classes: int) -> TeacherStats:
+    """Refuse an ONNX teacher that does not fit the data set: its input must take
+    ``(N, *input_shape)`` and its one output must give ``classes`` scores; its MACs must be
+    countable (what the report needs). Returns the counts."""
+    model = load_onnx_teacher(path)
+    g = model.graph
+    inits = {t.name for t in g.initializer}
+    inp = next(i for i in g.input if i.name not in inits)
+    want = tuple(int(s) for s in input_shape)
+    got = _shape(inp)
+    if len(got) != len(want) + 1 or any(a is not None and a != b
+                                        for a, b in zip(got[1:], want)):
+        shown = "x".join("?" if s is None else str(s) for s in got[1:])
+        raise KdsnnError(f"ONNX teacher '{path}' takes input {shown or '()'} per sample; the "
+                         f"data set gives {'x'.join(map(str, want))}")
+    if len(g.output) != 1:
+        raise KdsnnError(f"ONNX teacher '{path}' must have exactly one output")
+    out = _shape(g.output[0])
+    if not out or out[-1] != classes:
+        raise KdsnnError(f"ONNX teacher '{path}' gives {out[-1] if out else 'no'} scores per "
+                         f"sample; the data set has {classes} classes")
+    return count_onnx_teacher(model, want)
+
+
 def _shape(info) -> tuple:
     dims = info.type.tensor_type.shape.dim
     return tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
@@ -118,7 +142,13 @@ def count_onnx_teacher(model, input_shape: Sequence[int],
         name = node.name or f"{node.op_type.lower()}{k}"
         inp = torch.zeros((1,) + tuple(int(s) for s in in_shape[1:]))
         with torch.no_grad():
-            static = _teacher_layer(name, mod, inp, mod(inp), False)
+            try:
+                y = mod(inp)
+            except RuntimeError as exc:
+                raise KdsnnError(f"ONNX teacher: '{name}' does not run on its input "
+                                 f"{tuple(inp.shape[1:])} ({str(exc).splitlines()[0]})") \
+                    from None
+            static = _teacher_layer(name, mod, inp, y, False)
             nz = nz_nzw = None
             if is_input and x is not None:
                 xs = torch.as_tensor(x, dtype=torch.float32)
