@@ -69,6 +69,9 @@ def _ungroup(w: np.ndarray, groups: int) -> np.ndarray:
     if groups == 1:
         return w
     co, ci, kh, kw = w.shape
+    if groups < 1 or ci % groups or co % groups:
+        raise KdsnnError(f"quantized NIR: {groups} groups do not divide a conv of {ci} -> "
+                         f"{co} channels")
     cig, per = ci // groups, co // groups
     out = np.empty((co, cig, kh, kw), dtype=w.dtype)
     rest = w.copy()

@@ -59,6 +59,26 @@ def test_grouped_conv_weights_come_back_grouped(tmp_path):
     assert back.layers[0].connections[0].groups == 4
 
 
+@pytest.mark.parametrize("groups", [0, 3, -4])
+def test_edited_groups_that_do_not_divide_the_channels_are_refused(tmp_path, groups):
+    import json
+    from export.fixed_point import QuantConnection, QuantGraph, QuantLayer
+    w = np.arange(-8, 8).reshape(4, 1, 2, 2)
+    conv = QuantConnection("input", "conv", w, 0, (1, 1), (0, 0), 4, 8, 1.0, "c")
+    z = np.zeros((4, 2, 2), dtype=np.int64)
+    q = QuantGraph((4, 3, 3), (QuantLayer("dw", (4, 2, 2), (conv,), 100, 4095, 100, z + 3,
+                                          z + 1),), 4)
+    path = write_quant_nir(tmp_path / "g.nir", q)
+
+    def edit(g):
+        desc = json.loads(g.metadata["kdsnn_quantgraph"])
+        desc["layers"][0]["connections"][0]["groups"] = groups
+        g.metadata["kdsnn_quantgraph"] = json.dumps(desc)
+
+    with pytest.raises(KdsnnError, match="groups do not divide"):
+        read_quant_nir(_edit(path, tmp_path / "e.nir", edit))
+
+
 def _edit(path: Path, out: Path, change) -> Path:
     g = nir.read(str(path))
     change(g)
