@@ -97,6 +97,11 @@ class _Synapse:
         # no-ops and the output is an exact float64 integer (``exact_float``)
         self.out_bound = accumulation_bound(conn) << max(0, conn.weight_exp)
         self.float_ok = self.out_bound < (UV_MAX if conn.kind == "conv" else 1 << 30)
+        w = self.weight
+        depthwise_1x1 = (conn.kind == "conv" and tuple(w.shape[1:]) == (1, 1, 1)
+                         and conn.groups == w.shape[0] and tuple(conn.stride) == (1, 1)
+                         and tuple(conn.padding) == (0, 0))
+        self.channel_scale = w.reshape(1, -1, 1, 1) if depthwise_1x1 else None
 
     def exact_float(self, x: torch.Tensor, out_dtype=torch.float64) -> torch.Tensor:
         """``self(x)`` as exact float integers of ``out_dtype``, without wraps (only when
@@ -109,8 +114,16 @@ class _Synapse:
             y = (xf.reshape(xf.shape[0], -1) @ self.weight.T).to(out_dtype)
             e = c.weight_exp  # 2 y shifted by e - 1
             return y * float(1 << e) if e >= 0 else torch.floor(y / float(1 << -e))
-        y = tF.conv2d(xf, self.weight, stride=c.stride, padding=c.padding, groups=c.groups)
+        y = self._conv(xf)
         return y.to(out_dtype) * float(1 << c.weight_exp)  # scaling by 2**e is exact
+
+    def _conv(self, xf: torch.Tensor) -> torch.Tensor:
+        """The convolution; a per-channel scale (depthwise 1x1, stride 1: the relays of
+        latency balancing) as one product per output, which is what the convolution sums."""
+        c = self.conn
+        if self.channel_scale is not None:
+            return xf * self.channel_scale
+        return tF.conv2d(xf, self.weight, stride=c.stride, padding=c.padding, groups=c.groups)
 
     def accumulate(self, x: torch.Tensor) -> torch.Tensor:
         """Exact integer ``sum(x * m)`` for source activity ``x`` (N, *source shape)."""
@@ -119,7 +132,7 @@ class _Synapse:
         if c.kind == "dense":
             y = xf.reshape(xf.shape[0], -1) @ self.weight.T
         else:
-            y = tF.conv2d(xf, self.weight, stride=c.stride, padding=c.padding, groups=c.groups)
+            y = self._conv(xf)
         return torch.round(y).to(torch.int64)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

@@ -73,6 +73,8 @@ class Connection:
         if self.kind == "conv":
             w = torch.as_tensor(self.weight, dtype=x.dtype)
             return tF.conv2d(x, w, stride=self.stride, padding=self.padding)
+        if self.kernel == (1, 1):  # a relay (latency balancing): the identity, exactly
+            return x
         out = tF.avg_pool2d(x, self.kernel, self.kernel)
         return out if self.kind == "avgpool" else out * (self.kernel[0] * self.kernel[1])
 

@@ -230,3 +230,29 @@ def test_calibration_spikes_kept_or_recomputed_give_the_same_graph_and_report(mo
     dump = lambda q: json.dumps(q.metadata, sort_keys=True, default=Q._json_default)  # noqa: E731
     assert dump(kept) == dump(again)
     assert 0 < kept.metadata["report"]["b.lif2"]["spike_agreement"] <= 1
+
+
+@pytest.mark.parametrize("exp", [0, 3])
+def test_a_relay_synapse_is_a_per_channel_product_equal_to_its_convolution(exp):
+    """Depthwise 1x1 stride-1 synapses (latency balancing's relays) skip the convolution:
+    one product per output, the very integers conv2d sums (and the float relay is x)."""
+    import torch
+    import torch.nn.functional as tF
+    from export.emulate import _Synapse
+    from export.fixed_point import QuantConnection
+    from export.graph import Connection
+
+    gen = np.random.default_rng(exp + 5)
+    w = gen.integers(-128, 128, (6, 1, 1, 1))
+    conn = QuantConnection("a", "conv", w, exp, (1, 1), (0, 0), 6)
+    sy = _Synapse(conn, "cpu")
+    assert sy.channel_scale is not None
+    x = torch.as_tensor(gen.integers(0, 2, (5, 6, 4, 4)))
+    ref = tF.conv2d(x.double(), torch.as_tensor(w).double(), groups=6) * 2.0 ** exp
+    assert torch.equal(sy.exact_float(x, torch.float64), ref)
+    assert torch.equal(sy.exact_float(x, torch.float32), ref.float())
+    assert torch.equal(sy.accumulate(x), torch.round(tF.conv2d(
+        x.double(), torch.as_tensor(w).double(), groups=6)).to(torch.int64))
+    relay = Connection("a", "sumpool", kernel=(1, 1))
+    xf = torch.rand(3, 6, 4, 4)
+    assert torch.equal(relay.apply(xf), xf)
