@@ -206,15 +206,27 @@ def markdown(results: dict) -> str:
                 return f"{s:.0f}" if complete else f"≥ {s:.0f}"
             table.append([f"**{ROWS[name]['model']} w{ROWS[name]['width']}**", "**chain**",
                           f"**{total(b)}**", f"**{total(n)}**",
-                          f"**{sum(r['wall_s'] for r in b) / sum(r['wall_s'] for r in n):.1f}x**"
+                          f"**{sum(r['wall_s'] for r in b) / sum(r['wall_s'] for r in n):.1f}x"
+                          + ("" if len(b) == len(STEPS) and all(r["status"] == "ok" for r in b)
+                             else " (≥)") + "**"
                           if b and n and all(r["status"] == "ok" for r in n)
                           and all(r["status"] in ("ok", "stopped") for r in b) else "-"])
+    provenance = []
+    for name in ROWS:
+        for version in ("now", "before"):
+            rm = results.get("rows", {}).get(f"{name}/{version}")
+            if rm:
+                provenance.append(
+                    f"- {ROWS[name]['model']} w{ROWS[name]['width']} {version}: "
+                    f"`{rm['command']}` — {rm['machine']['cpu']}, {rm['machine']['cores']} "
+                    f"cores, {rm['machine']['date']}; load average at start "
+                    f"{rm['machine']['loadavg']}" + (f"; {rm['note']}" if rm.get("note")
+                                                     else "") + ".")
     lines = ["# The chain after training (export -> parity -> report), defaults", "",
-             f"`{m['command']}` — {m['machine']['cpu']}, {m['machine']['cores']} cores, "
-             f"{m['machine']['date']}; load average at start {m['machine']['loadavg']}. "
              f"'before' = commit {m['before_ref']} (landed main before the chain work), 'now' "
-             "= this checkout; same machine, same trained runs, same invocation. Seconds of "
-             "wall time; they depend on the machine and its load.", "",
+             "= this checkout; same machine and same trained runs. Seconds of wall time; "
+             "they depend on the machine and its load. Where each row was measured:", "",
+             *provenance, "",
              md_table(["student", "step", "before s", "now s", "before / now"], table), "",
              "- ResNet-20 w1: Fashion-MNIST, teacher and student 1 epoch on 6,000 training "
              "images; export measures the integer emulation on the whole 10,000-image test "
@@ -263,6 +275,10 @@ def main() -> int:
     codes = {"now": ROOT, "before": before_code(args.before_ref, work)}
     for name in args.rows:
         trained = train(name, work, args.limit)
+        for version in args.versions:
+            results.setdefault("rows", {})[f"{name}/{version}"] = {
+                "command": results["meta"]["command"], "machine": machine_info(),
+                "note": None}
         for version in args.versions:
             limit = args.limit if version == "now" else args.before_limit
             chain(name, version, codes[version], trained, work, limit, results, args.force)
