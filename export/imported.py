@@ -52,7 +52,7 @@ def fit_to_data(graph: DeployGraph, input_shape: tuple, classes: int, time_steps
                              f"'{SPIKE_COUNT}'")
         layers += (NeuronLayer(SPIKE_COUNT, (n,), (Connection(out.name, "dense", np.eye(n)),),
                                bias=0.0, alpha=0.0, beta=1.0, threshold=1.0, spiking=False),)
-        meta["readout"] = "spike counts of the last spiking layer (added at import)"
+        meta["added_readout"] = "spike counts of the last spiking layer (added at import)"
     try:
         return DeployGraph(shape, layers, int(time_steps), encoding, meta)
     except ValueError as exc:

@@ -152,7 +152,8 @@ def import_command(args) -> int:
             "dt": args.dt if args.dt is not None else file_dt,
             "time_steps": cfg.data.time_steps, "data": args.data,
             "input_shape": list(graph.input_shape), "layers": [l.name for l in graph.layers],
-            "readout": graph.metadata.get("readout", "the file's non-spiking output layer"),
+            "readout": graph.metadata.get("added_readout",
+                                          "the file's non-spiking output layer"),
             "teacher": None if teacher is None else str(teacher[1])})
         if teacher is not None:
             for old in _existing_teacher(run):  # only an imported one reaches here
@@ -166,7 +167,7 @@ def import_command(args) -> int:
         run.update_metrics("student", {"test_accuracy": accuracy["accuracy"],
                                        "test_samples": accuracy["samples"],
                                        "imported_from": str(src)})
-    if "readout" in graph.metadata:
+    if "added_readout" in graph.metadata:
         print(f"note: the file's last layer spikes; kdsnn reads it by spike counts (a "
               f"'{graph.layers[-1].name}' readout layer was added)")
     print(f"imported '{src}' into {run.path}: {len(graph.layers)} layers, input "

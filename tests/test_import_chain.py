@@ -52,6 +52,12 @@ def test_a_foreign_network_runs_the_chain_to_bit_exact_lava(library, tmp_path, c
     assert np.allclose(logits.numpy(), fe.readout.double().mean(0).numpy(), atol=1e-5)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["student"]["test_samples"] == 360
+    record = json.loads((run / "student/imported.json").read_text())
+    if library == "snntorch_spiking_output":  # read by spike counts: an added readout
+        assert graph.layers[-1].name == "spike_count" and "spike counts" in record["readout"]
+        assert "reads it by spike counts" in out
+    else:
+        assert "spike_count" not in record["layers"] and "added" not in record["readout"]
     # then the whole chain
     assert main(["export", str(run), "--target", "lava", "--calib", "64", "--no-progress"]) == 0
     assert main(["parity", str(run), "--samples", "6", "--stock-check", "1", "--no-progress",
