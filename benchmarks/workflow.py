@@ -279,7 +279,6 @@ def main() -> int:
             results.setdefault("rows", {})[f"{name}/{version}"] = {
                 "command": results["meta"]["command"], "machine": machine_info(),
                 "note": None}
-        for version in args.versions:
             limit = args.limit if version == "now" else args.before_limit
             chain(name, version, codes[version], trained, work, limit, results, args.force)
     save(results)

@@ -30,40 +30,45 @@ SCHEMA = "kdsnn.export/1"
 # inputs ------------------------------------------------------------------------------
 def sample_inputs(cfg: Config, split: str, n: Optional[int]) -> tuple[torch.Tensor, np.ndarray]:
     """First ``n`` samples of a split as the student sees them: ``(T, N, ...)`` + labels."""
-    from kd_snn.run import data_spec, open_dataset, student_input
+    from kd_snn.run import open_dataset
 
     ds = open_dataset(cfg, split)
     n = len(ds) if n is None else min(int(n), len(ds))
     if n <= 0:
         raise KdsnnError(f"--samples must be > 0 (got {n})")
-    xs, ys = zip(*(ds[i] for i in range(n)))
-    x = torch.stack([torch.as_tensor(v) for v in xs])
-    kind = data_spec(cfg).kind
-    if kind != "event" and cfg.data.encoding != "direct":
-        raise KdsnnError(f"hardware export needs direct (analog) or event input; the run "
-                         f"uses '{cfg.data.encoding}' encoding")
-    x_seq = student_input(x, cfg, kind, None)  # exactly what the student saw in training
-    return x_seq.to(torch.float64), np.asarray(ys, dtype=np.int64)
+    return _student_view(ds, 0, n, cfg, _hardware_kind(cfg))
 
 
 def input_batches(cfg: Config, split: str, batch: int):
     """``(n, iterator of (x_seq, labels))``: :func:`sample_inputs` of the whole split, a
     batch at a time (memory of one batch, whatever the split's size and T)."""
-    from kd_snn.run import data_spec, open_dataset, student_input
+    from kd_snn.run import open_dataset
 
     ds = open_dataset(cfg, split)
+    kind = _hardware_kind(cfg)
+    return len(ds), (_student_view(ds, lo, min(lo + batch, len(ds)), cfg, kind)
+                     for lo in range(0, len(ds), batch))
+
+
+def _hardware_kind(cfg: Config) -> str:
+    """The data set's kind, refusing an input encoding the hardware cannot take."""
+    from kd_snn.run import data_spec
+
     kind = data_spec(cfg).kind
     if kind != "event" and cfg.data.encoding != "direct":
         raise KdsnnError(f"hardware export needs direct (analog) or event input; the run "
                          f"uses '{cfg.data.encoding}' encoding")
+    return kind
 
-    def batches():
-        for lo in range(0, len(ds), batch):
-            xs, ys = zip(*(ds[i] for i in range(lo, min(lo + batch, len(ds)))))
-            x = torch.stack([torch.as_tensor(v) for v in xs])
-            yield (student_input(x, cfg, kind, None).to(torch.float64),
-                   np.asarray(ys, dtype=np.int64))
-    return len(ds), batches()
+
+def _student_view(ds, lo: int, hi: int, cfg: Config, kind: str) -> tuple:
+    """Samples ``lo:hi`` of ``ds`` exactly as the student saw them in training."""
+    from kd_snn.run import student_input
+
+    xs, ys = zip(*(ds[i] for i in range(lo, hi)))
+    x = torch.stack([torch.as_tensor(v) for v in xs])
+    return (student_input(x, cfg, kind, None).to(torch.float64),
+            np.asarray(ys, dtype=np.int64))
 
 
 # the folded student ------------------------------------------------------------------

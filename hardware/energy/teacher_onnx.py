@@ -36,10 +36,15 @@ def load_onnx_teacher(path):
     except Exception as exc:  # noqa: BLE001 - any parse/check error is a bad file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise KdsnnError(f"'{path}' is not a usable ONNX model ({first})") from None
-    inits = {t.name for t in model.graph.initializer}
-    if len([i for i in model.graph.input if i.name not in inits]) != 1:
+    if len(_network_inputs(model.graph)) != 1:
         raise KdsnnError(f"ONNX teacher '{path}' must have exactly one input")
     return model
+
+
+def _network_inputs(graph) -> list:
+    """The graph inputs that are data, not initializers (weights listed as inputs)."""
+    inits = {t.name for t in graph.initializer}
+    return [i for i in graph.input if i.name not in inits]
 
 
 def check_onnx_teacher(path, input_shape: Sequence[int], classes: int) -> TeacherStats:
@@ -48,8 +53,7 @@ def check_onnx_teacher(path, input_shape: Sequence[int], classes: int) -> Teache
     countable (what the report needs). Returns the counts."""
     model = load_onnx_teacher(path)
     g = model.graph
-    inits = {t.name for t in g.initializer}
-    inp = next(i for i in g.input if i.name not in inits)
+    inp = _network_inputs(g)[0]
     want = tuple(int(s) for s in input_shape)
     got = _shape(inp)
     if len(got) != len(want) + 1 or any(a is not None and a != b
@@ -122,7 +126,7 @@ def count_onnx_teacher(model, input_shape: Sequence[int],
     consts.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in g.node
                    if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
     shapes = {i.name: _shape(i) for i in list(g.input) + list(g.value_info) + list(g.output)}
-    input_name = next(i.name for i in g.input if i.name not in consts)
+    input_name = _network_inputs(g)[0].name
     shape = tuple(int(s) for s in input_shape)
     samples = 0 if x is None else int(x.shape[0])
     layers = []
