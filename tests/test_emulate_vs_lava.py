@@ -319,3 +319,29 @@ def test_float_logits_layerwise_equals_run_float(make):
     got = float_logits(graph, x)
     assert got.shape == want.shape
     torch.testing.assert_close(got, want, rtol=0, atol=1e-9)  # float64: summation order only
+
+
+@pytest.mark.parametrize("scale", [2 ** 31 - 1, 2 ** 40])
+def test_lif_kernel_at_the_int32_limits(scale):
+    """The kernel's 32-bit lanes == the int64 step loop for inputs at and past int32 (wrapped
+    first, as Lava's int32 a_in), in every input dtype, at the decays' corners."""
+    from export import lif_kernel
+    from export.emulate import _lif_layer_steps
+    if not lif_kernel.available():
+        pytest.skip("no C++ compiler: the kernel is not built")
+    g = torch.Generator().manual_seed(scale % 1000)
+    a = torch.randint(-scale, scale + 1, (7, 2, 300), generator=g, dtype=torch.int64)
+    a[:, :, :8] = torch.tensor([-(2 ** 31), 2 ** 31 - 1, 2 ** 31, -(2 ** 31) - 1, 0, 1, -1, 2 ** 17])
+    bias = torch.randint(-4095, 4096, (300,), generator=g, dtype=torch.int64) << 20
+    for du, dv in ((0, 0), (4095, 4095), (0, 4095), (4095, 0), (1, 4094)):
+        for vth in (-3, 0, 2 ** 17 - 1, 2 ** 30):
+            want_stats, got_stats = {"readout": True}, {"readout": True}
+            s2, v2 = _lif_layer_steps(a, du, dv, bias, vth, want_stats)
+            for x in (a, a.double(), a.float()):
+                s1, v1 = lif_kernel.lif_layer_native(x, du, dv, bias, vth, got_stats)
+                if x.dtype == torch.float32:  # float32 rounds the large inputs: its own want
+                    s2f, v2f = _lif_layer_steps(x.to(torch.int64), du, dv, bias, vth, {})
+                    assert torch.equal(s1, s2f) and torch.equal(v1, v2f)
+                    continue
+                assert torch.equal(s1, s2) and torch.equal(v1, v2)
+                assert got_stats == want_stats
