@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as tF
 
+from export import layout
 from export.graph import INPUT
 from export.fixed_point import QuantConnection, QuantGraph
 
@@ -93,6 +94,8 @@ class _Synapse:
         self.conn = conn
         self.dtype = accumulation_dtype(conn)
         self.weight = torch.as_tensor(conn.weight).to(device=device, dtype=self.dtype)
+        if conn.kind == "conv":  # NHWC convolutions (export.layout)
+            self.weight = layout.conv_input(self.weight)
         # largest |output|: below these, Lava's 24-bit (conv) / 32-bit (dense) wraps are
         # no-ops and the output is an exact float64 integer (``exact_float``)
         self.out_bound = accumulation_bound(conn) << max(0, conn.weight_exp)
@@ -123,7 +126,8 @@ class _Synapse:
         c = self.conn
         if self.channel_scale is not None:
             return xf * self.channel_scale
-        return tF.conv2d(xf, self.weight, stride=c.stride, padding=c.padding, groups=c.groups)
+        return tF.conv2d(layout.conv_input(xf), self.weight, stride=c.stride,
+                         padding=c.padding, groups=c.groups)
 
     def accumulate(self, x: torch.Tensor) -> torch.Tensor:
         """Exact integer ``sum(x * m)`` for source activity ``x`` (N, *source shape)."""
@@ -190,6 +194,10 @@ def lif_layer(a: torch.Tensor, du: int, dv: int, bias_eff: torch.Tensor, vth: in
     |decay(v) + u + bias| < 2**23 + 2**23 + 2**30 < 2**31.  ``stats`` receives max_u, max_v (before
     wrap / clip) and overflow, as :func:`emulate` documents.
     """
+    if layout.is_channels_last(a) and bias_eff.dim() <= 3:  # elementwise: run on (T,B,H,W,C)
+        s, v = lif_layer(layout.to_hwc(a), du, dv, layout.param_hwc(bias_eff, a.shape[2:]),
+                         vth, stats)
+        return layout.from_hwc(s), v.permute(0, 3, 1, 2)
     if (a.device.type == "cpu" and a.dtype in (torch.int64, torch.float64, torch.float32)
             and 0 <= du <= 4095 and 0 <= dv <= 4095):  # Lava's 12-bit decays (the kernel's range)
         from export import lif_kernel

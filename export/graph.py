@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as tF
 
+from . import layout
+
 CONNECTION_KINDS = ("conv", "dense", "avgpool", "sumpool")
 INPUT = "input"
 
@@ -240,7 +242,10 @@ def float_logits(graph: DeployGraph, x_seq: torch.Tensor) -> torch.Tensor:
         x = None
         for conn in layer.connections:
             src = acts[conn.source]
-            y = conn.apply(src.reshape((T * B,) + tuple(src.shape[2:])))
+            src = src.reshape((T * B,) + tuple(src.shape[2:]))
+            if conn.kind == "conv":  # NHWC convolutions, NHWC activity (export.layout)
+                src = layout.conv_input(src)
+            y = conn.apply(src)
             x = y if x is None else x + y
         x = x.reshape((T, B) + tuple(layer.shape))
         alpha, beta, thr, bias = (torch.as_tensor(getattr(layer, name), dtype=dtype)
@@ -254,7 +259,12 @@ def float_logits(graph: DeployGraph, x_seq: torch.Tensor) -> torch.Tensor:
         else:  # the fused neuron kernel: same recurrence and roundings, one pass
             from kd_snn.neurons.fused import cuba_multistep_fused
             with torch.no_grad():
-                acts[layer.name] = cuba_multistep_fused(x, alpha, beta, thr, bias)
+                if layout.is_channels_last(x):  # elementwise: run on (T, B, H, W, C)
+                    hwc = [layout.param_hwc(p, layer.shape) for p in (alpha, beta, thr, bias)]
+                    acts[layer.name] = layout.from_hwc(
+                        cuba_multistep_fused(layout.to_hwc(x), *hwc))
+                else:
+                    acts[layer.name] = cuba_multistep_fused(x, alpha, beta, thr, bias)
         for name in [n for n, j in last_use.items() if j == k and n in acts]:
             del acts[name]
     return logits.reshape(B, -1)
