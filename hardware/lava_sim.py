@@ -108,22 +108,41 @@ def conv_weight_to_lava(weight: np.ndarray) -> np.ndarray:
 CONV_MODELS = ("fast", "lava", "int64")
 
 
-def run_config(conv_model: str = "fast") -> Loihi2SimCfg:
-    """Lava's fixed_pt run configuration with the chosen synapse models."""
+def synapse_models(conv_model: str = "fast") -> dict:
+    """The ProcessModel classes run for ``Conv`` and ``Dense`` with ``conv_model``."""
     if conv_model not in CONV_MODELS:
         raise ValueError(f"conv_model must be one of {', '.join(CONV_MODELS)}")
+    from lava.proc.conv.models import PyConvModelFixed
+    from lava.proc.dense.models import PyDenseModelBitAcc
     if conv_model == "fast":
         from hardware.lava_procs.blas_synapses import (PyConvModelFixedBlas,
                                                        PyDenseModelBitAccBlas)
-        return Loihi2SimCfg(select_tag="fixed_pt",
-                            exception_proc_model_map={Conv: PyConvModelFixedBlas,
-                                                      Dense: PyDenseModelBitAccBlas})
+        return {Conv: PyConvModelFixedBlas, Dense: PyDenseModelBitAccBlas}
     if conv_model == "int64":
         from hardware.lava_procs.blas_synapses import PyConvModelFixedInt64
-        return Loihi2SimCfg(select_tag="fixed_pt",
-                            exception_proc_model_map={Conv: PyConvModelFixedInt64})
-    return Loihi2SimCfg(select_tag="fixed_pt")
+        return {Conv: PyConvModelFixedInt64, Dense: PyDenseModelBitAcc}
+    return {Conv: PyConvModelFixed, Dense: PyDenseModelBitAcc}
 
+
+def run_config(conv_model: str = "fast") -> Loihi2SimCfg:
+    """Lava's fixed_pt run configuration with the chosen synapse models."""
+    models = synapse_models(conv_model)
+    if conv_model == "lava":
+        return Loihi2SimCfg(select_tag="fixed_pt")
+    return Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=models)
+
+
+def make_synapse(conn, src_shape: tuple):
+    """The Lava ``Conv`` / ``Dense`` process of a quantized connection (unconnected)."""
+    if conn.kind == "conv":
+        weight, groups = conn.grouped_weight()
+        return Conv(weight=conv_weight_to_lava(weight << conn.weight_exp).astype(np.int32),
+                    input_shape=lava_shape(src_shape), padding=tuple(conn.padding[::-1]),
+                    stride=tuple(conn.stride[::-1]), groups=groups,
+                    num_message_bits=conn.message_bits)
+    return Dense(weights=(2 * conn.weight).astype(np.int32), weight_exp=conn.weight_exp - 1,
+                 num_weight_bits=8, sign_mode=SignMode.MIXED,
+                 num_message_bits=conn.message_bits)
 
 
 class LavaRunner:
@@ -193,24 +212,11 @@ class LavaRunner:
                 src_shape = q.source_shape(conn.source)
                 out_port = (self.source.s_out if conn.source == INPUT
                             else self.lifs[conn.source].s_out)
-                if conn.kind == "conv":
-                    weight, groups = conn.grouped_weight()
-                    syn = Conv(weight=conv_weight_to_lava(weight << conn.weight_exp)
-                               .astype(np.int32),
-                               input_shape=lava_shape(src_shape),
-                               padding=tuple(conn.padding[::-1]),
-                               stride=tuple(conn.stride[::-1]),
-                               groups=groups, num_message_bits=conn.message_bits)
-                    out_port.connect(syn.s_in)
+                syn = make_synapse(conn, src_shape)
+                if conn.kind == "dense" and len(src_shape) == 3:
+                    out_port.transpose([2, 1, 0]).flatten().connect(syn.s_in)
                 else:
-                    syn = Dense(weights=(2 * conn.weight).astype(np.int32),
-                                weight_exp=conn.weight_exp - 1, num_weight_bits=8,
-                                sign_mode=SignMode.MIXED,
-                                num_message_bits=conn.message_bits)
-                    if len(src_shape) == 3:
-                        out_port.transpose([2, 1, 0]).flatten().connect(syn.s_in)
-                    else:
-                        out_port.connect(syn.s_in)
+                    out_port.connect(syn.s_in)
                 syn.a_out.connect(lif.a_in)
                 self.synapses.append(syn)
             if self.record and layer.spiking:

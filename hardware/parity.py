@@ -271,6 +271,14 @@ def summarize(tally: _Tally, qgraph: QuantGraph) -> dict:
     }
 
 
+def stock_words(stock: dict) -> str:
+    """How the stock re-check ran, in words (parity.md and the command's summary)."""
+    if "synapses" in stock:
+        return (f"run on every one of the {stock['synapses']} synapses with the spike trains "
+                f"of the first {stock['samples']} sample(s) ({stock['steps']} steps each)")
+    return f"in a network of their own on the first {stock['samples']} sample(s)"
+
+
 def markdown(result: dict) -> str:
     acc = result["accuracy"]
     lines = [f"# Hardware parity ({result['samples']} samples, T = {result['time_steps']}, "
@@ -296,8 +304,10 @@ def markdown(result: dict) -> str:
     elif stock:
         lines += ["", f"Synapse models: kdsnn's BLAS Conv/Dense models "
                   f"(`{result['conv_model']}`) for the run above; Lava's stock "
-                  f"`PyConvModelFixed` / `PyDenseModelBitAcc` on the first {stock['samples']} "
-                  f"sample(s) give the same bits: **{'yes' if stock['bit_exact'] else 'NO'}**."]
+                  f"`PyConvModelFixed` / `PyDenseModelBitAcc`, {stock_words(stock)}, give the "
+                  f"same outputs: **{'yes' if stock['bit_exact'] else 'NO'}**."]
+        if stock.get("mismatches"):
+            lines.append(f"Synapses that differ: {', '.join(stock['mismatches'])}.")
     else:
         lines += ["", f"Synapse models: kdsnn's BLAS Conv/Dense models "
                   f"(`{result['conv_model']}`); **not re-checked** with Lava's stock models "

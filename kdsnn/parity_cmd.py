@@ -36,13 +36,14 @@ def shard_bounds(n: int, shards: int) -> np.ndarray:
     return np.linspace(0, n, shards + 1).astype(int)
 
 
-def _stock_check(balanced, qgraph, x, y, k: int) -> dict:
-    """The first ``k`` samples again with Lava's stock Conv/Dense models."""
-    from hardware import parity
+def _stock_check(qgraph, x, pr, k: int, conv_model: str) -> dict:
+    """Lava's stock Conv/Dense models on the spike trains of the run's first ``k`` samples,
+    synapse by synapse (``hardware.stock_check``)."""
+    from export.quantize import encode_input
+    from hardware.stock_check import check_synapses
 
-    stock = parity.run_parity(balanced, qgraph, x[:, :k], y[:k], jobs=1, batch=k,
-                              progress=False, conv_model="lava")
-    return {"samples": k, "bit_exact": stock.result["bit_exact_emulation_vs_lava"]}
+    _, spikes = pr.record.first(k)
+    return check_synapses(qgraph, encode_input(x[:, :k]), spikes, conv_model)
 
 
 def _settle(result: dict, stock) -> dict:
@@ -93,17 +94,18 @@ def _run(balanced, qgraph, x, y, args, conv_model, lo: int, hi: int):
     from hardware import parity
     from hardware.spike_record import KEEP_SAMPLES
 
-    keep = max(0, min(KEEP_SAMPLES, x.shape[1]) - lo)
+    check = (min(args.stock_check, hi) if conv_model != "lava" and args.stock_check > 0
+             and lo == 0 else 0)
+    keep = max(0, min(KEEP_SAMPLES, x.shape[1]) - lo, check)
     pr = parity.run_parity(balanced, qgraph, x[:, lo:hi], y[lo:hi], jobs=args.jobs,
                            batch=args.batch, progress=not args.no_progress,
                            conv_model=conv_model, keep_spikes=keep)
     stock = None
-    if conv_model != "lava" and args.stock_check > 0 and lo == 0:
-        k = min(args.stock_check, hi)
+    if check:
         if not args.no_progress:
-            print(f"re-checking the first {k} sample(s) with Lava's stock Conv/Dense models",
-                  flush=True)
-        stock = _stock_check(balanced, qgraph, x, y, k)
+            print(f"re-checking every synapse with Lava's stock Conv/Dense models on the "
+                  f"spike trains of the first {check} sample(s)", flush=True)
+        stock = _stock_check(qgraph, x, pr, check, conv_model)
     return pr, stock
 
 
@@ -265,11 +267,13 @@ def _print_summary(result: dict, timing: dict, out) -> None:
     if full:
         print(f"integer emulation on the whole test split ({full['samples']} samples): "
               f"fixed point {full['quantized'] * 100:.2f}% (float {full['float'] * 100:.2f}%)")
+    from hardware.parity import stock_words
+
     stock = result.get("stock_conv_check")
     models = ("Lava's stock models" if result.get("conv_model") == "lava" else
-              f"kdsnn's BLAS synapse models, stock models re-checked on {stock['samples']} "
-              f"sample(s): {'bit-exact' if stock['bit_exact'] else 'MISMATCH'}" if stock else
-              "kdsnn's BLAS synapse models, NOT re-checked with the stock models")
+              f"kdsnn's BLAS synapse models; Lava's stock Conv/Dense models "
+              f"{stock_words(stock)}: {'bit-exact' if stock['bit_exact'] else 'MISMATCH'}"
+              if stock else "kdsnn's BLAS synapse models, NOT re-checked with the stock models")
     speed = (f"; {timing['samples_per_s']} samples/s" if timing.get("samples_per_s") else
              f"; merged from {timing['shards']} shards" if timing.get("shards") else "")
     print(f"parity on {result['samples']} samples: float {acc['float'] * 100:.2f}%, emulation "

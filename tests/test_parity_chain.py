@@ -42,7 +42,8 @@ def test_parity_reuses_export_accuracy_and_keeps_spikes(exported, tmp_path, caps
     assert main(["parity", str(run), "--samples", "8"]) == 0
     out = capsys.readouterr().out
     assert "reused from export/quantize.json" in out
-    assert "stock models re-checked on 2 sample(s): bit-exact" in out
+    assert "Lava's stock Conv/Dense models run on every one of the" in out
+    assert "spike trains of the first 2 sample(s) (8 steps each): bit-exact" in out
     res = json.loads((run / "parity" / "parity.json").read_text())
     quant = json.loads((run / "export" / "quantize.json").read_text())
     assert res["emulation_full_test"]["quantized"] == quant["accuracy"]["quantized"]
