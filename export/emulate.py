@@ -105,6 +105,10 @@ class _Synapse:
                          and conn.groups == w.shape[0] and tuple(conn.stride) == (1, 1)
                          and tuple(conn.padding) == (0, 0))
         self.channel_scale = w.reshape(1, -1, 1, 1) if depthwise_1x1 else None
+        # conv: 2**e folded into the weights for ``exact_float`` (a power of two scales every
+        # partial sum exactly, so the sums stay exact and one pass over the output is saved)
+        self.scale = float(1 << conn.weight_exp) if conn.kind == "conv" else 1.0
+        self._scaled = None
 
     def exact_float(self, x: torch.Tensor, out_dtype=torch.float64) -> torch.Tensor:
         """``self(x)`` as exact float integers of ``out_dtype``, without wraps (only when
@@ -117,17 +121,23 @@ class _Synapse:
             y = (xf.reshape(xf.shape[0], -1) @ self.weight.T).to(out_dtype)
             e = c.weight_exp  # 2 y shifted by e - 1
             return y * float(1 << e) if e >= 0 else torch.floor(y / float(1 << -e))
-        y = self._conv(xf)
-        return y.to(out_dtype) * float(1 << c.weight_exp)  # scaling by 2**e is exact
+        return self._conv(xf, self.scale).to(out_dtype)
 
-    def _conv(self, xf: torch.Tensor) -> torch.Tensor:
-        """The convolution; a per-channel scale (depthwise 1x1, stride 1: the relays of
-        latency balancing) as one product per output, which is what the convolution sums."""
+    def _conv(self, xf: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """The convolution with the weights times ``scale`` (a power of two); a per-channel
+        scale (depthwise 1x1, stride 1: the relays of latency balancing) as one product per
+        output, which is what the convolution sums."""
         c = self.conn
         if self.channel_scale is not None:
-            return xf * self.channel_scale
-        return tF.conv2d(layout.conv_input(xf), self.weight, stride=c.stride,
-                         padding=c.padding, groups=c.groups)
+            return xf * (self.channel_scale * scale if scale != 1.0 else self.channel_scale)
+        if scale != 1.0:
+            if self._scaled is None:
+                self._scaled = self.weight * scale
+            w = self._scaled
+        else:
+            w = self.weight
+        return tF.conv2d(layout.conv_input(xf), w, stride=c.stride, padding=c.padding,
+                         groups=c.groups)
 
     def accumulate(self, x: torch.Tensor) -> torch.Tensor:
         """Exact integer ``sum(x * m)`` for source activity ``x`` (N, *source shape)."""
