@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from benchmarks._common import machine_info, write_readme_block, write_results  # noqa: E402
+from hardware.report_format import stock_words  # noqa: E402
 
 OUT = HERE / "results"
 STEM = "import_snntorch"
@@ -197,7 +198,7 @@ def markdown(r: dict) -> str:
     stock = r.get("stock_check") or {}
     lines += ["", f"Emulation == Lava fixed_pt bit for bit on all {r['parity_samples']} test "
               f"images: **{'yes' if r['bit_exact_emulation_vs_lava'] else 'NO'}** (Lava's "
-              f"stock Conv/Dense models re-checked on {stock.get('samples', 0)} of them: "
+              f"stock Conv/Dense models {stock_words(stock) if stock else 'not run'}: "
               f"{'bit-exact' if stock.get('bit_exact') else 'not bit-exact'}); spike agreement "
               f"float vs Lava {r['spike_agreement_float_vs_lava'] * 100:.2f} % of neuron-steps.",
               "", "Teacher/student energy per inference (default conventions; the range over "

@@ -22,6 +22,7 @@ import torch
 from export.emulate import emulate
 from export.graph import DeployGraph, run_float
 from export.fixed_point import QuantGraph, encode_input
+from hardware.report_format import stock_words
 from kd_snn.progress import progress as make_progress
 
 SCHEMA = "kdsnn.parity/1"
@@ -269,14 +270,6 @@ def summarize(tally: _Tally, qgraph: QuantGraph) -> dict:
         "bit_exact_emulation_vs_lava": all(l["bit_exact"] for l in layers),
         "layers": layers,
     }
-
-
-def stock_words(stock: dict) -> str:
-    """How the stock re-check ran, in words (parity.md and the command's summary)."""
-    if "synapses" in stock:
-        return (f"run on every one of the {stock['synapses']} synapses with the spike trains "
-                f"of the first {stock['samples']} sample(s) ({stock['steps']} steps each)")
-    return f"in a network of their own on the first {stock['samples']} sample(s)"
 
 
 def markdown(result: dict) -> str:

@@ -1,4 +1,4 @@
-"""Shared by the report's text and plots: labels and number formatting."""
+"""Shared by the report's and parity's text and plots: labels and number formatting."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,6 +17,12 @@ PART_LABELS = {"synops_pj": "SynOps", "macs_pj": "MACs", "neuron_active_pj":
 
 
 # --------------------------------------------------------------------------- formatting
+def stock_words(stock: dict) -> str:
+    """How the stock re-check ran, in words (parity.md, the command's summary, README blocks)."""
+    if "synapses" in stock:
+        return (f"run on every one of the {stock['synapses']} synapses with the spike trains "
+                f"of the first {stock['samples']} sample(s) ({stock['steps']} steps each)")
+    return f"in a network of their own on the first {stock['samples']} sample(s)"
 
 
 def _num(x) -> str:

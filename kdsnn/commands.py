@@ -164,7 +164,9 @@ def report_command(args) -> int:
     with writing(run):
         use_lava, kept = args.source in ("lava", "both"), None
         if use_lava:
-            import lava.proc.lif.process  # noqa: F401
+            from .common import QUANT_FILE
+            if not (run.subdir("export") / QUANT_FILE).is_file():  # export builds Lava:
+                import lava.proc.lif.process  # noqa: F401  (fork start method first)
             _, _, qgraph = _load_quant_or_make(run, not args.no_progress)
             kept = _parity_spikes(run, qgraph)
         n = args.samples or (kept.samples if kept is not None else 256)
@@ -237,9 +239,6 @@ def _parity_spikes(run: RunDir, qgraph):
 def _lava_run_or_reuse(rec, qgraph, x, progress: bool) -> tuple:
     """``(readout, spikes)`` of the samples ``x`` (the first of the test split): parity's
     when its record covers them, else a Lava run with the fast synapse models."""
-    from export.fixed_point import encode_input
-    from hardware.lava_sim import run_lava_batches
-
     n = x.shape[1]
     if rec is not None and rec.samples >= n:
         print(f"Lava spikes: reused from the parity run ({n} of the {rec.samples} samples in "
@@ -247,6 +246,10 @@ def _lava_run_or_reuse(rec, qgraph, x, progress: bool) -> tuple:
         return rec.first(n)
     print(f"Lava spikes: running Lava on {n} samples (no parity run of this quantized graph "
           "kept them)")
+    import lava.proc.lif.process  # noqa: F401  (fork start method first)
+
+    from export.fixed_point import encode_input
+    from hardware.lava_sim import run_lava_batches
     return run_lava_batches(qgraph, encode_input(x), conv_model="fast", progress=progress,
                             desc="report: Lava")
 

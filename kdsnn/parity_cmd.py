@@ -267,7 +267,7 @@ def _print_summary(result: dict, timing: dict, out) -> None:
     if full:
         print(f"integer emulation on the whole test split ({full['samples']} samples): "
               f"fixed point {full['quantized'] * 100:.2f}% (float {full['float'] * 100:.2f}%)")
-    from hardware.parity import stock_words
+    from hardware.report_format import stock_words
 
     stock = result.get("stock_conv_check")
     models = ("Lava's stock models" if result.get("conv_model") == "lava" else

@@ -19,6 +19,8 @@ from statistics import mean
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from hardware.report_format import stock_words  # noqa: E402
 RUN_FILES = ("metrics.json", "parity/parity.json", "report/report.json")
 WIDTH = 95  # README line width
 
@@ -143,9 +145,8 @@ def results_block(data: dict, run_label: str, machine: str) -> str:
         f"{m('student', 'train_seconds'):.0f} s; Lava {m('parity', 'lava_samples_per_s')} "
         f"samples/s with `--jobs {metrics['parity'].get('jobs') or parity.get('jobs')}` "
         f"(synapse models `{parity.get('conv_model', 'lava')}`"
-        + (f"; Lava's stock Conv/Dense models re-checked "
-           f"{parity['stock_conv_check']['samples']} samples: bit-exact "
-           f"{'yes' if parity['stock_conv_check']['bit_exact'] else 'NO'}"
+        + (f"; Lava's stock Conv/Dense models {stock_words(parity['stock_conv_check'])}: "
+           f"bit-exact {'yes' if parity['stock_conv_check']['bit_exact'] else 'NO'}"
            if parity.get("stock_conv_check") else "") + ").",
         "Which figures depend on the machine: training is floating point, so the trained "
         "weights, and with them every accuracy, spike and energy figure above, depend on the "

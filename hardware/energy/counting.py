@@ -135,15 +135,18 @@ def padded_taps(conn, source_shape: Sequence[int], weights: str = "all") -> int:
 
 def _reached(conn, events: torch.Tensor) -> torch.Tensor:
     """Which target neurons ``(B, *out_shape)`` get at least one event through a non-zero
-    synapse; ``events`` is a 0/1 float64 ``(B, *source_shape)`` (exact integer sums)."""
+    synapse; ``events`` is a 0/1 ``(B, *source_shape)``.  The sums count events (at most
+    the fan-in, far below 2**24), so float32 products are exact; convolutions run in NHWC
+    (oneDNN's fast layout, ``export.layout``)."""
     B = events.shape[0]
     if conn.kind == "dense":
-        mask = torch.as_tensor(np.asarray(conn.weight) != 0, dtype=torch.float64)
-        return (events.reshape(B, -1) @ mask.T) > 0
+        mask = torch.as_tensor(np.asarray(conn.weight) != 0, dtype=torch.float32)
+        return (events.reshape(B, -1).to(torch.float32) @ mask.T) > 0
     if conn.kind == "conv":
-        mask = torch.as_tensor(np.asarray(conn.weight) != 0, dtype=torch.float64)
-        return tF.conv2d(events, mask, stride=conn.stride, padding=conn.padding,
-                         groups=int(getattr(conn, "groups", 1))) > 0
+        from export.layout import conv_input
+        mask = conv_input(torch.as_tensor(np.asarray(conn.weight) != 0, dtype=torch.float32))
+        return tF.conv2d(conv_input(events.to(torch.float32)), mask, stride=conn.stride,
+                         padding=conn.padding, groups=int(getattr(conn, "groups", 1))) > 0
     return tF.avg_pool2d(events, conn.kernel, conn.kernel) > 0
 
 
