@@ -78,45 +78,73 @@ def _step_all(model, inputs: np.ndarray) -> np.ndarray:
     return np.stack(model.a_out.sent[1:])  # what a step sends is the step before's result
 
 
-def _source_train(qgraph, name: str, x_int, spikes: dict, flat: bool) -> np.ndarray:
-    """The source's activity ``(k * T, *port shape)`` in step order (sample by sample), in
-    Lava's layout, as it reached the synapse's port."""
-    from hardware.lava_sim import to_lava
-
-    act = x_int if name == INPUT else spikes[name]
+def _step_order(act) -> np.ndarray:
+    """Activity ``(T, k, *shape)`` -> int64 ``(k * T, *shape)`` in step order (sample by
+    sample, as the network streams them)."""
     act = torch.as_tensor(act).to(torch.int64)
     T, k = act.shape[:2]
-    steps = act.transpose(0, 1).reshape((k * T,) + tuple(act.shape[2:])).numpy()
-    if flat:  # a Dense after a (C, H, W) source: s_out.transpose([2, 1, 0]).flatten()
-        return steps.reshape(k * T, -1)
+    return act.transpose(0, 1).reshape((k * T,) + tuple(act.shape[2:])).numpy()
+
+
+def _source_train(qgraph, name: str, steps: np.ndarray, flat: bool) -> np.ndarray:
+    """The source's activity in step order as it reaches the synapse's port: Lava's
+    (W, H, C) layout, or flattened in (C, H, W) order for a Dense after a 3-D source
+    (``s_out.transpose([2, 1, 0]).flatten()``)."""
+    from hardware.lava_sim import to_lava
+
+    steps = steps.astype(np.int32)  # what the senders' ports carry (LIF fixed_pt, ShmSource)
+    if flat:
+        return steps.reshape(steps.shape[0], -1)
     return to_lava(steps, qgraph.source_shape(name)) if steps.ndim > 2 else steps
 
 
-def check_synapses(qgraph, x_int, spikes: dict, conv_model: str) -> dict:
-    """Every Conv/Dense of ``qgraph``'s network run by Lava's stock model and by
-    ``conv_model``'s on the recorded trains: ``x_int`` ``(T, k, *input)`` (graded ints) and
-    ``spikes`` layer -> ``(T, k, *shape)`` (Lava's, from the run).  Returns ``{"samples",
-    "steps", "synapses", "bit_exact", "mismatches"}`` (``mismatches``: the first few
-    synapses that differ, as ``layer <- source``)."""
-    from threadpoolctl import threadpool_limits
+#: what the forked workers read (set before the pool forks: nothing large is pickled)
+_STATE: dict = {}
 
+
+def _check_one(index: int) -> tuple:
+    """``(index, name, equal)`` for the ``index``-th connection of the graph in ``_STATE``."""
     from hardware.lava_sim import make_synapse, synapse_models
 
-    stock, used = synapse_models("lava"), synapse_models(conv_model)
+    q, trains, conv_model = _STATE["q"], _STATE["trains"], _STATE["conv_model"]
+    layer, conn = _STATE["conns"][index]
+    src_shape = q.source_shape(conn.source)
+    process = make_synapse(conn, src_shape)
+    kind = type(process)
+    train = _source_train(q, conn.source, trains[conn.source],
+                          kind.__name__ == "Dense" and len(src_shape) == 3)
+    with np.errstate(invalid="ignore"):  # out-of-int32 casts, as the stock model
+        want = _step_all(instantiate(synapse_models("lava")[kind], process), train)
+        got = _step_all(instantiate(synapse_models(conv_model)[kind], process), train)
+    return index, f"{layer.name} <- {conn.source}", bool(
+        want.shape == got.shape and np.array_equal(want, got))
+
+
+def check_synapses(qgraph, x_int, spikes: dict, conv_model: str, jobs: int = 2) -> dict:
+    """Every Conv/Dense of ``qgraph``'s network run by Lava's stock model and by
+    ``conv_model``'s on the recorded trains: ``x_int`` ``(T, k, *input)`` (graded ints) and
+    ``spikes`` layer -> ``(T, k, *shape)`` (Lava's, from the run).  ``jobs`` forked
+    workers share the synapses.  Returns ``{"samples", "steps", "synapses", "bit_exact",
+    "mismatches"}`` (``mismatches``: the first few synapses that differ, as
+    ``layer <- source``, in graph order)."""
+    import multiprocessing as mp
+
+    from threadpoolctl import threadpool_limits
+
     T, k = int(x_int.shape[0]), int(x_int.shape[1])
-    mismatches, count = [], 0
-    with threadpool_limits(limits=None), np.errstate(invalid="ignore"):  # models may set 1
-        for layer in qgraph.layers:
-            for conn in layer.connections:
-                src_shape = qgraph.source_shape(conn.source)
-                process = make_synapse(conn, src_shape)
-                kind = type(process)
-                train = _source_train(qgraph, conn.source, x_int, spikes,
-                                      kind.__name__ == "Dense" and len(src_shape) == 3)
-                want = _step_all(instantiate(stock[kind], process), train)
-                got = _step_all(instantiate(used[kind], process), train)
-                count += 1
-                if not (want.shape == got.shape and np.array_equal(want, got)):
-                    mismatches.append(f"{layer.name} <- {conn.source}")
-    return {"samples": k, "steps": k * T, "synapses": count, "bit_exact": not mismatches,
+    conns = [(layer, conn) for layer in qgraph.layers for conn in layer.connections]
+    sources = {conn.source for _, conn in conns}  # numpy before the fork: no torch there
+    trains = {name: _step_order(x_int if name == INPUT else spikes[name]) for name in sources}
+    _STATE.update(q=qgraph, trains=trains, conv_model=conv_model, conns=conns)
+    try:
+        with threadpool_limits(limits=None):  # the fast models set one BLAS thread
+            if jobs > 1 and len(conns) > 1:
+                with mp.get_context("fork").Pool(min(jobs, len(conns))) as pool:
+                    results = list(pool.imap_unordered(_check_one, range(len(conns))))
+            else:
+                results = [_check_one(i) for i in range(len(conns))]
+    finally:
+        _STATE.clear()
+    mismatches = [name for _, name, equal in sorted(results) if not equal]
+    return {"samples": k, "steps": k * T, "synapses": len(conns), "bit_exact": not mismatches,
             "mismatches": mismatches[:5]}

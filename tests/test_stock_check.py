@@ -46,7 +46,7 @@ def test_harness_steps_a_stock_model_as_lavas_runtime_does(graded):
     steps = 6
     weight = (rng.integers(-128, 128, size=(5, 3, 3, 4)) << 3).astype(np.int32)
     data = (rng.integers(0, 256, size=(steps, 6, 5, 4)) if graded
-            else rng.random((steps, 6, 5, 4)) < 0.3).astype(np.int64)
+            else rng.random((steps, 6, 5, 4)) < 0.3).astype(np.int32)  # as the senders send
     data[-1] = 0  # the harness's extra step feeds zeros: so does this run's last step
     conv = dict(weight=weight, input_shape=(6, 5, 4), padding=(1, 0), stride=(2, 1),
                 num_message_bits=8 if graded else 0)
