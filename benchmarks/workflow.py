@@ -106,6 +106,18 @@ def kdsnn(code: Path, args: list, limit: float, log: Path) -> dict:
     return {"wall_s": wall, "status": "ok" if code_ == 0 else f"exit {code_}"}
 
 
+def code_version(version: str, before_ref: str) -> str:
+    """The commit a version's code is (``now``: this checkout's HEAD, '+' if modified)."""
+    if version == "before":
+        return before_ref
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                          capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                            ".", ":!benchmarks/results", ":!README.md"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    return head + ("+" if dirty else "")
+
+
 def before_code(ref: str, work: Path) -> Path:
     """The tree of ``ref`` (git archive), extracted once."""
     dest = work / f"code-{ref}"
@@ -217,7 +229,8 @@ def markdown(results: dict) -> str:
             rm = results.get("rows", {}).get(f"{name}/{version}")
             if rm:
                 provenance.append(
-                    f"- {ROWS[name]['model']} w{ROWS[name]['width']} {version}: "
+                    f"- {ROWS[name]['model']} w{ROWS[name]['width']} {version}"
+                    + (f" (code at {rm['code']})" if rm.get("code") else "") + ": "
                     f"`{rm['command']}` — {rm['machine']['cpu']}, {rm['machine']['cores']} "
                     f"cores, {rm['machine']['date']}; load average at start "
                     f"{rm['machine']['loadavg']}" + (f"; {rm['note']}" if rm.get("note")
@@ -278,7 +291,7 @@ def main() -> int:
         for version in args.versions:
             results.setdefault("rows", {})[f"{name}/{version}"] = {
                 "command": results["meta"]["command"], "machine": machine_info(),
-                "note": None}
+                "code": code_version(version, args.before_ref), "note": None}
             limit = args.limit if version == "now" else args.before_limit
             chain(name, version, codes[version], trained, work, limit, results, args.force)
     save(results)
