@@ -144,27 +144,50 @@ def quantized_accuracy(graph: DeployGraph, qgraph, x_seq: torch.Tensor, labels: 
                        batch: Optional[int] = None, progress: bool = False) -> dict:
     """Test accuracy of the float graph (in float32, as the student runs in PyTorch) and of
     its integer emulation."""
+    batch = batch or accuracy_batch(qgraph)
+    starts = range(0, x_seq.shape[1], batch)
+    return accuracy_over(graph, qgraph, len(labels),
+                         ((x_seq[:, a:a + batch], labels[a:a + batch]) for a in starts),
+                         progress)
+
+
+def split_accuracy(graph: DeployGraph, qgraph, cfg: Config, split: str = "test",
+                   n: Optional[int] = None, progress: bool = False) -> dict:
+    """:func:`quantized_accuracy` over the first ``n`` samples of a split (all: None), read
+    a batch at a time (the whole CIFAR test split at T = 4 would be ~1 GB of float64)."""
+    batch = accuracy_batch(qgraph)
+    if n is not None:
+        x, y = sample_inputs(cfg, split, n)
+        return quantized_accuracy(graph, qgraph, x, y, batch, progress)
+    total, batches = input_batches(cfg, split, batch)
+    return accuracy_over(graph, qgraph, total, batches, progress)
+
+
+def accuracy_over(graph: DeployGraph, qgraph, n: int, batches, progress: bool) -> dict:
+    """Accuracy, float and emulation, over ``n`` samples given as ``(x_seq, labels)``
+    batches."""
     from kd_snn.progress import progress as make_progress
 
     from .emulate import emulate
     from .quantize import encode_input
 
-    batch = batch or accuracy_batch(qgraph)
-
     correct_f = correct_q = agree = 0
-    starts = range(0, x_seq.shape[1], batch)
-    for a in make_progress(desc="accuracy (float + emulation)", unit="batch", iterable=starts,
-                           enabled=progress, every=10):
-        xb, yb = x_seq[:, a:a + batch], labels[a:a + batch]
-        pf = float_logits(graph, xb.float()).argmax(1).numpy()
-        v, _ = emulate(qgraph, encode_input(xb), record=False)
-        pq = np.asarray(v).reshape(len(yb), -1).argmax(1)
-        correct_f += int((pf == yb).sum())
-        correct_q += int((pq == yb).sum())
-        agree += int((pf == pq).sum())
-    n = max(1, len(labels))
+    bar = make_progress(desc="accuracy (float + emulation)", unit="sample", total=n,
+                        enabled=progress, every=10)
+    try:
+        for xb, yb in batches:
+            pf = float_logits(graph, xb.float()).argmax(1).numpy()
+            v, _ = emulate(qgraph, encode_input(xb), record=False)
+            pq = np.asarray(v).reshape(len(yb), -1).argmax(1)
+            correct_f += int((pf == yb).sum())
+            correct_q += int((pq == yb).sum())
+            agree += int((pf == pq).sum())
+            bar.update(len(yb))
+    finally:
+        bar.close()
+    n = max(1, n)
     return {"float": correct_f / n, "quantized": correct_q / n, "agreement": agree / n,
-            "samples": int(len(labels))}
+            "samples": int(n)}
 
 
 def test_split_size(cfg: Config) -> int:
@@ -209,8 +232,7 @@ def full_test_accuracy(run: RunDir, cfg: Config, balanced, qgraph, progress: boo
     else:
         log("integer emulation on the test split: computing (not stored for this "
             "quantized graph yet)")
-        x_all, y_all = sample_inputs(cfg, "test", None)
-        acc = quantized_accuracy(balanced, qgraph, x_all, y_all, progress=progress)
+        acc = split_accuracy(balanced, qgraph, cfg, "test", None, progress)
     return {**acc, "graph_sha256": qgraph.digest()}
 
 
@@ -299,8 +321,7 @@ def _export_run(run, targets, calib_samples, eval_samples, log, progress) -> dic
 
         balanced, qgraph = quantize_run(run, graph, calib_samples,
                                         log=log if progress else None)
-        x_test, y_test = sample_inputs(cfg, "test", eval_samples)
-        acc = quantized_accuracy(balanced, qgraph, x_test, y_test, progress=progress)
+        acc = split_accuracy(balanced, qgraph, cfg, "test", eval_samples, progress)
         qpath = out / "student.quant.nir"
         write_quant_nir(qpath, qgraph)
         write_json(out / "quantize.json", {"accuracy": acc, "graph_sha256": qgraph.digest(),
