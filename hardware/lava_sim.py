@@ -29,7 +29,8 @@ each, in one compiled network: a layer at depth d resets u and v at the first st
 each of its windows (``reset_interval = T``, ``reset_offset = d + 1``), which also stops
 the bias from acting before the first input of a sample arrives.  Stale values in the
 synapse buffers only ever arrive outside a layer's window.  A batch of B samples takes
-(B + ceil(L / T)) * T steps, L = depth of the readout.  Spikes returned are aligned by
+(B + ceil(L / T)) * T steps, L = depth of the readout; ``LavaRunner.stream`` runs
+consecutive batches back to back and pays the ceil(L / T) samples of drain once.  Spikes returned are aligned by
 depth, so they compare 1:1 with ``export.emulate.emulate``.
 
 Cost (2 cores, T = 4; see ``benchmarks/results/hardware.md`` for current figures): every
@@ -275,41 +276,68 @@ class LavaRunner:
         Returns ``(readout_v (B, K) int64, spikes)`` with spikes layer -> ``(T, B, *shape)``
         aligned by depth (empty when ``record`` is False), as ``export.emulate.emulate``.
         """
-        x = np.asarray(torch.as_tensor(x_int_seq).cpu().numpy(), dtype=np.int64)
-        T, B = x.shape[:2]
-        if T != self.T:
-            raise ValueError(f"input has {T} steps, graph expects {self.T}")
-        if self.k % T:
+        return next(iter(self.stream([x_int_seq])))
+
+    def stream(self, batches):
+        """:meth:`run` over consecutive batches of samples, streamed back to back: yields
+        each batch's ``(readout_v, spikes)`` in order, as soon as its last sample has left
+        the pipeline.  The latency drain (``ceil(L / T)`` samples of steps) is paid once at
+        the end, not once per batch."""
+        if self.k % self.T:
             raise RuntimeError("runner is not aligned to a sample boundary")
-        K0 = self.k
-        pad = math.ceil(self.L / T)
-        total = (B + pad) * T
-        # step k (1-based, global) carries sample (k-K0-1)//T, time step (k-K0-1)%T
-        xs = to_lava(np.moveaxis(x, 0, 1).reshape((B * T,) + x.shape[2:]), self.q.input_shape)
-        feed = np.zeros((total,) + xs.shape[1:], dtype=np.int64)
-        feed[:B * T] = xs
-        rec = {name: [] for name in self.sinks}
-        reads = {}
-        done = 0
-        while done < total:
-            n = min(self.nb, total - done)
-            sp, rd = self._segment(feed[done:done + n])
-            for name, arr in sp.items():
-                rec[name].append(arr)
-            reads.update(rd)
-            done += n
-        out_v = np.stack([reads[K0 + b * T + self.L + T] for b in range(B)])
-        out_v = out_v.reshape(B, *self.q.output.shape)
-        spikes = {}
-        for name, chunks in rec.items():
-            layer = self.q.layer(name)
-            allsteps = np.concatenate(chunks, 0)  # (total, *lava_shape), global K0+1..
-            d = self.depth[name]
-            # sample b, step t at global step K0 + b*T + d + t + 1 -> index b*T + d + t
-            ix = (np.arange(B)[None, :] * T + d + np.arange(T)[:, None])  # (T, B)
-            arr = allsteps[ix]  # (T, B, *lava_shape)
-            spikes[name] = torch.as_tensor(from_lava(arr, layer.shape, 2).copy())
-        return torch.as_tensor(out_v), spikes
+        T, L, K0 = self.T, self.L, self.k
+        rec = {name: [] for name in self.sinks}  # recorded steps from relative index `base`
+        reads, pending = {}, []  # pending: (first sample, x) not yet yielded
+        state = {"fed": 0, "base": 0, "samples": 0}
+
+        def feed(steps: np.ndarray) -> None:
+            done = 0
+            while done < len(steps):
+                n = min(self.nb, len(steps) - done)
+                sp, rd = self._segment(steps[done:done + n])
+                for name, arr in sp.items():
+                    rec[name].append(arr)
+                reads.update(rd)
+                done += n
+            state["fed"] += len(steps)
+
+        def ready() -> bool:  # sample s is complete once (s + 1) T + L steps ran
+            a, x = pending[0]
+            return (a + x.shape[1]) * T + L <= state["fed"]
+
+        def take() -> tuple:
+            a, x = pending.pop(0)
+            B = x.shape[1]
+            # sample s, step t of a layer at depth d ran at global step K0 + s T + d + t + 1
+            out_v = np.stack([reads.pop(K0 + s * T + L + T) for s in range(a, a + B)])
+            spikes = {}
+            for name, chunks in rec.items():
+                layer, d = self.q.layer(name), self.depth[name]
+                allsteps = np.concatenate(chunks, 0) if len(chunks) > 1 else chunks[0]
+                ix = (np.arange(a, a + B)[None, :] * T + d + np.arange(T)[:, None]
+                      - state["base"])
+                spikes[name] = torch.as_tensor(from_lava(allsteps[ix], layer.shape, 2).copy())
+                rec[name] = [allsteps[(a + B) * T - state["base"]:]]  # what later samples need
+            state["base"] = (a + B) * T
+            return torch.as_tensor(out_v.reshape(B, *self.q.output.shape)), spikes
+
+        for batch in batches:
+            x = np.asarray(torch.as_tensor(batch).cpu().numpy(), dtype=np.int64)
+            if x.shape[0] != T:
+                raise ValueError(f"input has {x.shape[0]} steps, graph expects {T}")
+            B = x.shape[1]
+            pending.append((state["samples"], x))
+            state["samples"] += B
+            # step k (relative, 1-based) carries sample (k-1)//T, time step (k-1)%T
+            feed(to_lava(np.moveaxis(x, 0, 1).reshape((B * T,) + x.shape[2:]),
+                         self.q.input_shape))
+            while pending and ready():
+                yield take()
+        if pending:  # drain: zero input until the last sample has left the pipeline
+            shape = (math.ceil(L / T) * T,) + lava_shape(self.q.input_shape)
+            feed(np.zeros(shape, dtype=np.int64))
+            while pending:
+                yield take()
 
     def close(self):
         if self.started:
@@ -356,8 +384,8 @@ def run_lava_batches(qgraph: QuantGraph, x_int_seq, batch: int = 16, conv_model:
     try:
         with LavaRunner(qgraph, chunk_samples=batch, record=True,
                         conv_model=conv_model) as runner:
-            for start in range(0, n, batch):
-                v, spikes = runner.run(x[:, start:start + batch])
+            starts = range(0, n, batch)
+            for v, spikes in runner.stream(x[:, a:a + batch] for a in starts):
                 reads.append(v)
                 for name, arr in spikes.items():
                     chunks.setdefault(name, []).append(arr)

@@ -103,14 +103,13 @@ def _int_array(value, shape: tuple) -> np.ndarray:
 
 
 def _chunk(graph: DeployGraph, qgraph: QuantGraph, layers: list, x: torch.Tensor,
-           y: np.ndarray, runner) -> tuple:
-    """One batch through the three executors -> (spikes per executor, predictions,
-    Lava's readout v)."""
+           y: np.ndarray, lava: tuple) -> tuple:
+    """One batch through float and emulation, beside Lava's ``(readout v, spikes)`` of it
+    -> (spikes per executor, predictions, Lava's readout v)."""
     x = x.to(torch.float64)
     logits_f, spikes_f = run_float(graph, x, record=True)
-    x_int = encode_input(x)
-    v_e, spikes_e = emulate(qgraph, x_int, record=True)
-    v_l, spikes_l = runner.run(x_int)
+    v_e, spikes_e = emulate(qgraph, encode_input(x), record=True)
+    v_l, spikes_l = lava
     spikes = {"float": {n: spikes_f[n] for n in layers}, "emulation": spikes_e,
               "lava": spikes_l}
     preds = {"float": logits_f.argmax(1).numpy(),
@@ -127,10 +126,12 @@ def _work(graph, qgraph, layers, x, y, batch, conv_model="fast", progress_q=None
 
     tally = _Tally(layers, qgraph.time_steps)
     record = empty_record(qgraph) if keep > 0 else None
+    starts = range(0, x.shape[1], batch)
     with LavaRunner(qgraph, chunk_samples=batch, record=True, conv_model=conv_model) as runner:
-        for start in range(0, x.shape[1], batch):
+        lava = runner.stream(encode_input(x[:, a:a + batch].to(torch.float64)) for a in starts)
+        for start, lava_out in zip(starts, lava):  # batches streamed back to back
             xb, yb = x[:, start:start + batch], y[start:start + batch]
-            spikes, preds, readout = _chunk(graph, qgraph, layers, xb, yb, runner)
+            spikes, preds, readout = _chunk(graph, qgraph, layers, xb, yb, lava_out)
             tally.add(spikes, preds, yb)
             if record is not None and start < keep:
                 n = min(len(yb), keep - start)
