@@ -222,11 +222,14 @@ def write_readme(results: dict, readme: Path = ROOT / "README.md") -> int:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--readme", action="store_true", help="only rewrite README's block")
+    p.add_argument("--readme", action="store_true",
+                   help="only rewrite the Markdown table and README's block from the JSON")
     p.add_argument("--work", default="runs/import_snntorch", help="working directory")
     args = p.parse_args()
     if args.readme:
-        return write_readme(json.loads((OUT / f"{STEM}.json").read_text()))
+        results = json.loads((OUT / f"{STEM}.json").read_text())
+        (OUT / f"{STEM}.md").write_text(markdown(results))
+        return write_readme(results)
     results = run(Path(args.work))
     write_results(OUT, STEM, results, markdown(results))
     print(markdown(results))
