@@ -209,7 +209,7 @@ def lif_layer(a: torch.Tensor, du: int, dv: int, bias_eff: torch.Tensor, vth: in
                          vth, stats)
         return layout.from_hwc(s), v.permute(0, 3, 1, 2)
     if (a.device.type == "cpu" and a.dtype in (torch.int64, torch.float64, torch.float32)
-            and 0 <= du <= 4095 and 0 <= dv <= 4095):  # Lava's 12-bit decays (the kernel's range)
+            and 0 <= du <= 4095 and 0 <= dv <= 4095):  # Lava's 12-bit decays: the kernel's range
         from export import lif_kernel
         if lif_kernel.available():  # one pass in C++, exact integer arithmetic
             return lif_kernel.lif_layer_native(a, du, dv, bias_eff, vth, stats)

@@ -30,8 +30,8 @@ each of its windows (``reset_interval = T``, ``reset_offset = d + 1``), which al
 the bias from acting before the first input of a sample arrives.  Stale values in the
 synapse buffers only ever arrive outside a layer's window.  A batch of B samples takes
 (B + ceil(L / T)) * T steps, L = depth of the readout; ``LavaRunner.stream`` runs
-consecutive batches back to back and pays the ceil(L / T) samples of drain once.  Spikes returned are aligned by
-depth, so they compare 1:1 with ``export.emulate.emulate``.
+consecutive batches back to back and pays the ceil(L / T) samples of drain once.  Spikes
+returned are aligned by depth, so they compare 1:1 with ``export.emulate.emulate``.
 
 Cost (2 cores, T = 4; see ``benchmarks/results/hardware.md`` for current figures): every
 Lava process is an OS process synchronised each step, so with the shared-memory I/O the
@@ -256,10 +256,10 @@ class LavaRunner:
         spikes = {}
         for name, sink in self.sinks.items():
             if self.io == "shm":
-                spikes[name] = np.asarray(self._rings[name][idx], dtype=np.int64)
+                spikes[name] = np.asarray(self._rings[name][idx], dtype=np.int8)  # 0/1
             else:
                 data = sink.data.get()
-                spikes[name] = np.moveaxis(data[..., idx], -1, 0).astype(np.int64)
+                spikes[name] = np.moveaxis(data[..., idx], -1, 0).astype(np.int8)
         steps = np.arange(k0 + 1, k0 + n + 1)
         rsteps = steps[(steps - 1) % self.T == self.read_off]
         reads = {}
@@ -286,7 +286,9 @@ class LavaRunner:
         if self.k % self.T:
             raise RuntimeError("runner is not aligned to a sample boundary")
         T, L, K0 = self.T, self.L, self.k
-        rec = {name: [] for name in self.sinks}  # recorded steps from relative index `base`
+        # recorded spikes (0/1, int8: a batch of ResNet-19 w8 is ~1 GB as int64), by step
+        # from relative index `base` on
+        rec = {name: [] for name in self.sinks}
         reads, pending = {}, []  # pending: (first sample, x) not yet yielded
         state = {"fed": 0, "base": 0, "samples": 0}
 
@@ -316,7 +318,8 @@ class LavaRunner:
                 allsteps = np.concatenate(chunks, 0) if len(chunks) > 1 else chunks[0]
                 ix = (np.arange(a, a + B)[None, :] * T + d + np.arange(T)[:, None]
                       - state["base"])
-                spikes[name] = torch.as_tensor(from_lava(allsteps[ix], layer.shape, 2).copy())
+                spikes[name] = torch.as_tensor(
+                    from_lava(allsteps[ix], layer.shape, 2).astype(np.int64))
                 rec[name] = [allsteps[(a + B) * T - state["base"]:]]  # what later samples need
             state["base"] = (a + B) * T
             return torch.as_tensor(out_v.reshape(B, *self.q.output.shape)), spikes

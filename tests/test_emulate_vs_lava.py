@@ -331,7 +331,8 @@ def test_lif_kernel_at_the_int32_limits(scale):
         pytest.skip("no C++ compiler: the kernel is not built")
     g = torch.Generator().manual_seed(scale % 1000)
     a = torch.randint(-scale, scale + 1, (7, 2, 300), generator=g, dtype=torch.int64)
-    a[:, :, :8] = torch.tensor([-(2 ** 31), 2 ** 31 - 1, 2 ** 31, -(2 ** 31) - 1, 0, 1, -1, 2 ** 17])
+    a[:, :, :8] = torch.tensor([-(2 ** 31), 2 ** 31 - 1, 2 ** 31, -(2 ** 31) - 1,
+                                0, 1, -1, 2 ** 17])
     bias = torch.randint(-4095, 4096, (300,), generator=g, dtype=torch.int64) << 20
     for du, dv in ((0, 0), (4095, 4095), (0, 4095), (4095, 0), (1, 4094)):
         for vth in (-3, 0, 2 ** 17 - 1, 2 ** 30):
