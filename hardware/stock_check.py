@@ -112,7 +112,7 @@ def _check_one(index: int) -> tuple:
     process = make_synapse(conn, src_shape)
     kind = type(process)
     train = _source_train(q, conn.source, trains[conn.source],
-                          kind.__name__ == "Dense" and len(src_shape) == 3)
+                          conn.kind == "dense" and len(src_shape) == 3)
     with np.errstate(invalid="ignore"):  # out-of-int32 casts, as the stock model
         want = _step_all(instantiate(synapse_models("lava")[kind], process), train)
         got = _step_all(instantiate(synapse_models(conv_model)[kind], process), train)
@@ -120,17 +120,20 @@ def _check_one(index: int) -> tuple:
         want.shape == got.shape and np.array_equal(want, got))
 
 
-def check_synapses(qgraph, x_int, spikes: dict, conv_model: str, jobs: int = 2) -> dict:
+def check_synapses(qgraph, x_int, spikes: dict, conv_model: str, jobs=None) -> dict:
     """Every Conv/Dense of ``qgraph``'s network run by Lava's stock model and by
     ``conv_model``'s on the recorded trains: ``x_int`` ``(T, k, *input)`` (graded ints) and
     ``spikes`` layer -> ``(T, k, *shape)`` (Lava's, from the run).  ``jobs`` forked
-    workers share the synapses.  Returns ``{"samples", "steps", "synapses", "bit_exact",
+    workers (default: one per core, at most 8) share the synapses.  Returns ``{"samples", "steps", "synapses", "bit_exact",
     "mismatches"}`` (``mismatches``: the first few synapses that differ, as
     ``layer <- source``, in graph order)."""
     import multiprocessing as mp
 
     from threadpoolctl import threadpool_limits
 
+    import os
+
+    jobs = jobs or min(os.cpu_count() or 1, 8)
     T, k = int(x_int.shape[0]), int(x_int.shape[1])
     conns = [(layer, conn) for layer in qgraph.layers for conn in layer.connections]
     sources = {conn.source for _, conn in conns}  # numpy before the fork: no torch there
