@@ -101,14 +101,13 @@ class _Synapse:
         self.out_bound = accumulation_bound(conn) << max(0, conn.weight_exp)
         self.float_ok = self.out_bound < (UV_MAX if conn.kind == "conv" else 1 << 30)
         w = self.weight
-        depthwise_1x1 = (conn.kind == "conv" and tuple(w.shape[1:]) == (1, 1, 1)
-                         and conn.groups == w.shape[0] and tuple(conn.stride) == (1, 1)
-                         and tuple(conn.padding) == (0, 0))
-        self.channel_scale = w.reshape(1, -1, 1, 1) if depthwise_1x1 else None
+        self.depthwise_1x1 = (conn.kind == "conv" and tuple(w.shape[1:]) == (1, 1, 1)
+                              and conn.groups == w.shape[0] and tuple(conn.stride) == (1, 1)
+                              and tuple(conn.padding) == (0, 0))
         # conv: 2**e folded into the weights for ``exact_float`` (a power of two scales every
         # partial sum exactly, so the sums stay exact and one pass over the output is saved)
-        self.scale = float(1 << conn.weight_exp) if conn.kind == "conv" else 1.0
-        self._scaled = None
+        e = conn.weight_exp if conn.kind == "conv" else 0
+        self.scaled_weight = self.weight * float(1 << e) if e else self.weight
 
     def exact_float(self, x: torch.Tensor, out_dtype=torch.float64) -> torch.Tensor:
         """``self(x)`` as exact float integers of ``out_dtype``, without wraps (only when
@@ -121,21 +120,16 @@ class _Synapse:
             y = (xf.reshape(xf.shape[0], -1) @ self.weight.T).to(out_dtype)
             e = c.weight_exp  # 2 y shifted by e - 1
             return y * float(1 << e) if e >= 0 else torch.floor(y / float(1 << -e))
-        return self._conv(xf, self.scale).to(out_dtype)
+        return self._conv(xf, scaled=True).to(out_dtype)
 
-    def _conv(self, xf: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-        """The convolution with the weights times ``scale`` (a power of two); a per-channel
-        scale (depthwise 1x1, stride 1: the relays of latency balancing) as one product per
+    def _conv(self, xf: torch.Tensor, scaled: bool = False) -> torch.Tensor:
+        """The convolution (``scaled``: with the weights times 2**e); a per-channel scale
+        (depthwise 1x1, stride 1: the relays of latency balancing) as one product per
         output, which is what the convolution sums."""
         c = self.conn
-        if self.channel_scale is not None:
-            return xf * (self.channel_scale * scale if scale != 1.0 else self.channel_scale)
-        if scale != 1.0:
-            if self._scaled is None:
-                self._scaled = self.weight * scale
-            w = self._scaled
-        else:
-            w = self.weight
+        w = self.scaled_weight if scaled else self.weight
+        if self.depthwise_1x1:
+            return xf * w.reshape(1, -1, 1, 1)
         return tF.conv2d(layout.conv_input(xf), w, stride=c.stride, padding=c.padding,
                          groups=c.groups)
 

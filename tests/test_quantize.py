@@ -246,7 +246,7 @@ def test_a_relay_synapse_is_a_per_channel_product_equal_to_its_convolution(exp):
     w = gen.integers(-128, 128, (6, 1, 1, 1))
     conn = QuantConnection("a", "conv", w, exp, (1, 1), (0, 0), 6)
     sy = _Synapse(conn, "cpu")
-    assert sy.channel_scale is not None
+    assert sy.depthwise_1x1
     x = torch.as_tensor(gen.integers(0, 2, (5, 6, 4, 4)))
     ref = tF.conv2d(x.double(), torch.as_tensor(w).double(), groups=6) * 2.0 ** exp
     assert torch.equal(sy.exact_float(x, torch.float64), ref)
