@@ -103,12 +103,12 @@ def _int_array(value, shape: tuple) -> np.ndarray:
 
 
 def _chunk(graph: DeployGraph, qgraph: QuantGraph, layers: list, x: torch.Tensor,
-           y: np.ndarray, lava: tuple) -> tuple:
-    """One batch through float and emulation, beside Lava's ``(readout v, spikes)`` of it
-    -> (spikes per executor, predictions, Lava's readout v)."""
-    x = x.to(torch.float64)
-    logits_f, spikes_f = run_float(graph, x, record=True)
-    v_e, spikes_e = emulate(qgraph, encode_input(x), record=True)
+           x_int: torch.Tensor, y: np.ndarray, lava: tuple) -> tuple:
+    """One batch (``x``, and ``x_int`` as Lava got it) through float and emulation, beside
+    Lava's ``(readout v, spikes)`` of it -> (spikes per executor, predictions, Lava's
+    readout v)."""
+    logits_f, spikes_f = run_float(graph, x.to(torch.float64), record=True)
+    v_e, spikes_e = emulate(qgraph, x_int, record=True)
     v_l, spikes_l = lava
     spikes = {"float": {n: spikes_f[n] for n in layers}, "emulation": spikes_e,
               "lava": spikes_l}
@@ -127,11 +127,18 @@ def _work(graph, qgraph, layers, x, y, batch, conv_model="fast", progress_q=None
     tally = _Tally(layers, qgraph.time_steps)
     record = empty_record(qgraph) if keep > 0 else None
     starts = range(0, x.shape[1], batch)
+    encoded = {}  # batch start -> its integer input, from when Lava is fed until it is tallied
+
+    def feed():
+        for a in starts:
+            encoded[a] = encode_input(x[:, a:a + batch].to(torch.float64))
+            yield encoded[a]
+
     with LavaRunner(qgraph, chunk_samples=batch, record=True, conv_model=conv_model) as runner:
-        lava = runner.stream(encode_input(x[:, a:a + batch].to(torch.float64)) for a in starts)
-        for start, lava_out in zip(starts, lava):  # batches streamed back to back
+        for start, lava_out in zip(starts, runner.stream(feed())):  # batches back to back
             xb, yb = x[:, start:start + batch], y[start:start + batch]
-            spikes, preds, readout = _chunk(graph, qgraph, layers, xb, yb, lava_out)
+            spikes, preds, readout = _chunk(graph, qgraph, layers, xb, encoded.pop(start), yb,
+                                            lava_out)
             tally.add(spikes, preds, yb)
             if record is not None and start < keep:
                 n = min(len(yb), keep - start)
