@@ -4,7 +4,8 @@ Integer arithmetic only, the same operations as ``export.emulate.lif_step`` (whi
 ``lava/proc/lif/models.py``), every wrap always applied: exact by construction, on any CPU
 and thread count.  Every value Lava's LIF keeps fits 32 bits, so the kernel runs in uint32
 lanes (arithmetic modulo 2**32 is Lava's wrap32), blocks of neurons at a time, which the
-compiler vectorizes (8 lanes with AVX2): ~3x faster than the int64 scalar loop it replaced.
+compiler vectorizes (8 lanes with AVX2): 2.75x faster than the int64 scalar loop it
+replaced on a ResNet-20 layer (``benchmarks/emulation.py``).
 One pass over memory per layer instead of ~30 tensor passes per step; parallel over
 neuron blocks (OpenMP).  Built on first use with the host compiler
 (``kd_snn.native``); ``available()`` is False without one, and ``export.emulate`` then runs
