@@ -120,16 +120,20 @@ def _check_one(index: int) -> tuple:
         want.shape == got.shape and np.array_equal(want, got))
 
 
-def check_synapses(qgraph, x_int, spikes: dict, conv_model: str, jobs=None) -> dict:
+def check_synapses(qgraph, x_int, spikes: dict, conv_model: str, jobs=None,
+                   progress: bool = False) -> dict:
     """Every Conv/Dense of ``qgraph``'s network run by Lava's stock model and by
     ``conv_model``'s on the recorded trains: ``x_int`` ``(T, k, *input)`` (graded ints) and
     ``spikes`` layer -> ``(T, k, *shape)`` (Lava's, from the run).  ``jobs`` forked
-    workers (default: one per core, at most 8) share the synapses.  Returns ``{"samples", "steps", "synapses", "bit_exact",
+    workers (default: one per core, at most 8) share the synapses; ``progress``: a line
+    per ~10 % of them (ResNet-19's stock convolutions take minutes).  Returns ``{"samples", "steps", "synapses", "bit_exact",
     "mismatches"}`` (``mismatches``: the first few synapses that differ, as
     ``layer <- source``, in graph order)."""
     import multiprocessing as mp
 
     from threadpoolctl import threadpool_limits
+
+    from kd_snn.progress import progress as make_progress
 
     import os
 
@@ -139,14 +143,22 @@ def check_synapses(qgraph, x_int, spikes: dict, conv_model: str, jobs=None) -> d
     sources = {conn.source for _, conn in conns}  # numpy before the fork: no torch there
     trains = {name: _step_order(x_int if name == INPUT else spikes[name]) for name in sources}
     _STATE.update(q=qgraph, trains=trains, conv_model=conv_model, conns=conns)
+    bar = make_progress(total=len(conns), unit="synapse", desc="stock re-check",
+                        enabled=progress, every=10)
+    results = []
     try:
         with threadpool_limits(limits=None):  # the fast models set one BLAS thread
             if jobs > 1 and len(conns) > 1:
                 with mp.get_context("fork").Pool(min(jobs, len(conns))) as pool:
-                    results = list(pool.imap_unordered(_check_one, range(len(conns))))
+                    for res in pool.imap_unordered(_check_one, range(len(conns))):
+                        results.append(res)
+                        bar.update(1)
             else:
-                results = [_check_one(i) for i in range(len(conns))]
+                for i in range(len(conns)):
+                    results.append(_check_one(i))
+                    bar.update(1)
     finally:
+        bar.close()
         _STATE.clear()
     mismatches = [name for _, name, equal in sorted(results) if not equal]
     return {"samples": k, "steps": k * T, "synapses": len(conns), "bit_exact": not mismatches,

@@ -36,14 +36,15 @@ def shard_bounds(n: int, shards: int) -> np.ndarray:
     return np.linspace(0, n, shards + 1).astype(int)
 
 
-def _stock_check(qgraph, x, pr, k: int, conv_model: str) -> dict:
+def _stock_check(qgraph, x, pr, k: int, conv_model: str, progress: bool) -> dict:
     """Lava's stock Conv/Dense models on the spike trains of the run's first ``k`` samples,
     synapse by synapse (``hardware.stock_check``)."""
     from export.quantize import encode_input
     from hardware.stock_check import check_synapses
 
     _, spikes = pr.record.first(k)
-    return check_synapses(qgraph, encode_input(x[:, :k]), spikes, conv_model)
+    return check_synapses(qgraph, encode_input(x[:, :k]), spikes, conv_model,
+                          progress=progress)
 
 
 def _settle(result: dict, stock) -> dict:
@@ -105,7 +106,7 @@ def _run(balanced, qgraph, x, y, args, conv_model, lo: int, hi: int):
         if not args.no_progress:
             print(f"re-checking every synapse with Lava's stock Conv/Dense models on the "
                   f"spike trains of the first {check} sample(s)", flush=True)
-        stock = _stock_check(qgraph, x, pr, check, conv_model)
+        stock = _stock_check(qgraph, x, pr, check, conv_model, not args.no_progress)
     return pr, stock
 
 
