@@ -107,10 +107,11 @@ def calib_chunk(graph: DeployGraph, budget_bytes: int = 1 << 30) -> int:
 
 
 def float_stats_chunked(graph: DeployGraph, x_seq, chunk: int,
-                        keep_spikes: bool = False) -> dict:
+                        keep_spikes: bool = False, on_chunk=None) -> dict:
     """:func:`float_stats` over chunks of samples: the same maxima (a maximum of maxima),
     the logits concatenated; with ``keep_spikes`` the spikes of each chunk, bit-packed
-    (``spike_chunks``: the quantizer compares them with the emulation's afterwards)."""
+    (``spike_chunks``: the quantizer compares them with the emulation's afterwards).
+    ``on_chunk(n)`` is called with the sample count of each finished chunk (progress)."""
     x_seq = torch.as_tensor(x_seq, dtype=torch.float64)
     merged, logits, kept = None, [], []
     for a in range(0, x_seq.shape[1], chunk):
@@ -118,6 +119,8 @@ def float_stats_chunked(graph: DeployGraph, x_seq, chunk: int,
         if keep_spikes:
             kept.append({name: _PackedSpikes(spk) for name, spk in part["spikes"].items()})
         logits.append(part["logits"])
+        if on_chunk is not None:
+            on_chunk(part["logits"].shape[0])
         if merged is None:
             merged = part["stats"]
         else:
@@ -314,14 +317,24 @@ def quantize(graph: DeployGraph, calib_x: Optional[torch.Tensor] = None, *,
     Relay layers (``graph.metadata["relays"]`` or ``relays``) get the exact Loihi relay:
     weight 1, du = dv = 4095, vth = 0.
     """
+    from kd_snn.progress import progress as make_progress
+
     relays = set(relays or ()) | set(graph.metadata.get("relays", ()))
+    show = log is not None
     log = log or (lambda text: None)
+    chunk = calib_chunk(graph)
+    calib = None
     if calib_x is not None:
         log(f"quantize: calibration statistics on {calib_x.shape[1]} samples")
-    chunk = calib_chunk(graph)
-    calib = (float_stats_chunked(graph, calib_x, chunk,
-                                 keep_spikes=_keep_calib_spikes(graph, calib_x.shape[1]))
-             if calib_x is not None else None)
+        bar = make_progress(total=calib_x.shape[1], unit="sample", every=10,
+                            desc="quantize: calibration", enabled=show)
+        try:  # a line per chunk: ResNet-19 w8's float64 calibration takes minutes
+            calib = float_stats_chunked(graph, calib_x, chunk,
+                                        keep_spikes=_keep_calib_spikes(graph,
+                                                                       calib_x.shape[1]),
+                                        on_chunk=bar.update)
+        finally:
+            bar.close()
     stats = calib["stats"] if calib else _worst_case_stats(graph)
     scales, bounds = {}, {}
     for layer in graph.layers:

@@ -172,15 +172,20 @@ def report_command(args) -> int:
         n = args.samples or (kept.samples if kept is not None else 256)
         x, y = sample_inputs(cfg, "test", n)
         _, _, graph = load_student(run)
+        stage = (lambda text: None) if args.no_progress else (
+            lambda text: print(f"report: {text}", flush=True))  # ResNet-19: ~20 s each
         stats = {}
         if args.source in ("torch", "both"):
+            stage(f"the float student's spikes and operations on {x.shape[1]} samples")
             stats["torch"] = analyze_graph(graph, x, source="torch")
         if use_lava:
             import torch
             readout, spikes = _lava_run_or_reuse(kept, qgraph, x, not args.no_progress)
+            stage(f"Lava's spikes and operations on {x.shape[1]} samples")
             stats["lava"] = analyze_graph(qgraph, x, spikes=spikes, source="lava")
             lava_acc = float((torch.as_tensor(readout).argmax(1) == torch.as_tensor(y))
                              .double().mean())
+        stage("the teacher's MACs, energy, tables and plots")
         macs = None
         images = x[0] if cfg.data.encoding == "direct" else None  # zero-input counts
         onnx_teacher = run.stage_dir("teacher") / "model.onnx"  # from 'kdsnn import'
