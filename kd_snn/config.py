@@ -65,6 +65,7 @@ class TrainConfig:
     warmup_epochs: int = 0
     label_smoothing: float = 0.0
     checkpoint_every: int = 0  # extra mid-epoch checkpoints every N steps (0: epoch ends only)
+    eval_every: int = 1  # test-split evaluation every N epochs (the last epoch always)
     model_kwargs: dict = field(default_factory=dict)
 
 
@@ -123,8 +124,9 @@ CHOICES = {
 #: a bound on T, so that an absurd value is refused before tensors of T x batch are made
 MAX_TIME_STEPS = 10_000
 POSITIVE = ("data.time_steps", "data.batch_size", "data.eval_batch_size", "teacher.epochs",
-            "student.epochs", "teacher.lr", "student.lr", "teacher.width", "student.width",
-            "neuron.width", "neuron.threshold", "loss.tau_nld", "loss.tau_samd", "loss.tau_kd")
+            "student.epochs", "teacher.eval_every", "student.eval_every", "teacher.lr",
+            "student.lr", "teacher.width", "student.width", "neuron.width", "neuron.threshold",
+            "loss.tau_nld", "loss.tau_samd", "loss.tau_kd")
 
 
 def _coerce(value: Any, typ: Any, key: str) -> Any:

@@ -59,6 +59,12 @@ def lr_at(tc: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float
     return 0.5 * tc.lr * (1 + math.cos(math.pi * (progress - tc.warmup_epochs) / span))
 
 
+def evaluated_after(epoch: int, tc: TrainConfig) -> bool:
+    """Whether the test split is evaluated after ``epoch`` (0-based): every ``eval_every``-th
+    epoch and always the last, whose accuracy is the stage's result."""
+    return (epoch + 1) % max(1, tc.eval_every) == 0 or epoch + 1 == tc.epochs
+
+
 def make_optimizer(model: nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if tc.optimizer == "sgd":
@@ -333,22 +339,27 @@ class Stage:
                     os._exit(3)  # simulate a crash right after a checkpoint (tests)
                 if tc.checkpoint_every and done % tc.checkpoint_every == 0 and done < steps:
                     self._save_state(epoch, done, rows, acc)
-            test = evaluate(self.model, self.test_set, cfg, self.stage, self.device)
             loss_sum, correct, seen = D.all_sum(self.dist, [acc["loss"], acc["correct"],
                                                             acc["seen"]])
             row = {"epoch": epoch + 1, "lr": round(lr, 8),
                    "train_loss": round(loss_sum / max(1, seen), 6),
                    "train_acc": round(correct / max(1, seen), 6),
-                   "test_loss": round(test["loss"], 6), "test_acc": round(test["accuracy"], 6)}
+                   "test_loss": None, "test_acc": None}
+            if evaluated_after(epoch, tc):
+                test = evaluate(self.model, self.test_set, cfg, self.stage, self.device)
+                row.update(test_loss=round(test["loss"], 6),
+                           test_acc=round(test["accuracy"], 6))
             rows.append(row)
             self._write_rows(rows)
             log.info("%s epoch %d: %s", self.stage, epoch + 1, row)
+            shown = "-" if row["test_acc"] is None else f"{row['test_acc']:.4f}"
             bar.write(f"{self.stage} epoch {epoch + 1}/{tc.epochs}: train_acc "
-                      f"{row['train_acc']:.4f} test_acc {row['test_acc']:.4f}")
+                      f"{row['train_acc']:.4f} test_acc {shown}")
             self._save_state(epoch + 1, 0, rows, acc)
         bar.close()
         final = {"test_accuracy": rows[-1]["test_acc"] if rows else None,
-                 "best_test_accuracy": max((r["test_acc"] for r in rows), default=None),
+                 "best_test_accuracy": max((r["test_acc"] for r in rows
+                                            if r["test_acc"] is not None), default=None),
                  "epochs": tc.epochs, "train_seconds": round(time.time() - t0, 2),
                  "model": tc.model, "seed": cfg.seed, "time_steps": cfg.data.time_steps,
                  "data": cfg.data.name}

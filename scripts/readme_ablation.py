@@ -95,6 +95,9 @@ def _ms(s: dict) -> str:
 
 
 def _curve(curve: list) -> str:
+    if None in curve:  # evaluated every few epochs: name the epochs
+        return " → ".join(f"{i + 1}: {100 * a:.1f}" for i, a in enumerate(curve)
+                          if a is not None)
     return " → ".join(f"{100 * a:.1f}" for a in curve)
 
 
@@ -238,9 +241,15 @@ def block(obj: dict, source: str) -> str:
                                    "the spread asks)." if extras else ""), ""]
             curves = det.get("curves", {})
             if "none" in curves:
-                tail = curves["none"][-max(1, len(curves["none"]) // 5):]
+                curve = curves["none"]
+                if None in curve:  # evaluated every few epochs: the last two evaluations
+                    tail = [a for a in curve if a is not None][-2:]
+                    span = f"its last {len(tail)} evaluations lie"
+                else:
+                    tail = curve[-max(1, len(curve) // 5):]
+                    span = f"its last {len(tail)} epochs lie"
                 lines += [f"No-KD learning curve (mean test acc. % by epoch): "
-                          f"{_curve(curves['none'])}; its last {len(tail)} epochs lie within "
+                          f"{_curve(curve)}; {span} within "
                           f"{100 * (max(tail) - min(tail)):.1f} pp.", ""]
             texts = [reading(summary)]
             texts += [paired_reading(paired[r], r) for r in dict.fromkeys(["none", ref])

@@ -132,3 +132,15 @@ def test_event_sets_accept_augment(tmp_path):
     assert torch.equal(a0, torch.stack([aug[i][0] for i in range(12)]))
     aug.set_epoch(1)
     assert not torch.equal(a0, torch.stack([aug[i][0] for i in range(12)]))
+
+
+def test_frame_memo_gives_the_framed_counts_and_keeps_them():
+    base = [(torch.rand(1, 8, 8), i % 3) for i in range(5)]
+    memo = EventVersion(base, time_steps=6, amplitude=2)
+    plain = EventVersion(base, time_steps=6, amplitude=2, memo_frames=False)
+    for i in range(5):
+        a, b = memo[i][0], plain[i][0]
+        assert a.dtype == torch.float32 and torch.equal(a, b)
+        a += 1  # a caller's in-place change must not reach the memo
+    assert len(memo._frames) == 5 and not plain._frames
+    assert all(torch.equal(memo[i][0], plain[i][0]) for i in range(5))

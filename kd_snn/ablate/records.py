@@ -57,11 +57,13 @@ def _check_existing(task: Task) -> None:
 
 
 def read_curve(csv_path: Path) -> list:
-    """Test accuracy after every epoch, from a stage's metrics.csv ([] if absent)."""
+    """Test accuracy after every epoch, from a stage's metrics.csv ([] if absent); None for
+    an epoch the run did not evaluate (``eval_every`` > 1)."""
     import csv
     try:
         with open(csv_path, newline="") as fh:
-            return [float(row["test_acc"]) for row in csv.DictReader(fh)]
+            return [float(row["test_acc"]) if row["test_acc"] != "" else None
+                    for row in csv.DictReader(fh)]
     except (OSError, KeyError, ValueError):
         return []
 

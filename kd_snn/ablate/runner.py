@@ -291,7 +291,8 @@ class Runner:
                     if t.status == "done"]
             rows = [r for r in rows if r]
             if rows and len({len(r) for r in rows}) == 1:
-                out[v] = [round(statistics.fmean(col), 6) for col in zip(*rows)]
+                out[v] = [None if None in col else round(statistics.fmean(col), 6)
+                          for col in zip(*rows)]
         return out
 
 

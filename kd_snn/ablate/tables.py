@@ -59,17 +59,22 @@ def _mean_of(runs: list, key: str) -> str:
 
 
 def _curve_text(curve: list) -> str:
-    """'1: 70.1, 2: 75.3, ...' (percent, one decimal)."""
-    return ", ".join(f"{i + 1}: {100 * a:.1f}" for i, a in enumerate(curve))
+    """'1: 70.1, 2: 75.3, ...' (percent, one decimal; epochs not evaluated left out)."""
+    return ", ".join(f"{i + 1}: {100 * a:.1f}" for i, a in enumerate(curve) if a is not None)
 
 
 def plateau(curve: list) -> Optional[dict]:
-    """How much the last third of the epochs still added (a converged curve adds ~0)."""
-    if len(curve) < 3:
+    """How much the last third of the epochs still added (a converged curve adds ~0); with
+    epochs not evaluated (None), from the last evaluated epoch at least a third back."""
+    if len(curve) < 3 or curve[-1] is None:
         return None
     k = max(1, len(curve) // 3)
-    return {"epochs": k, "gain": curve[-1] - curve[-1 - k], "best_epoch":
-            max(range(len(curve)), key=lambda i: curve[i]) + 1}
+    back = [i for i in range(len(curve) - 1 - k, -1, -1) if curve[i] is not None]
+    if not back:
+        return None
+    evaluated = [i for i, a in enumerate(curve) if a is not None]
+    return {"epochs": len(curve) - 1 - back[0], "gain": curve[-1] - curve[back[0]],
+            "best_epoch": max(evaluated, key=lambda i: curve[i]) + 1}
 
 
 def markdown(obj: dict) -> str:
@@ -205,7 +210,8 @@ def plot(obj: dict) -> bytes:
         ax = fig.add_subplot(len(groups), 2, 2 * row + 2)
         curves = {v: c for v, c in det.get("curves", {}).items() if v != "teacher"}
         for v, curve in curves.items():
-            ax.plot(range(1, len(curve) + 1), [100 * a for a in curve], label=v,
+            pts = [(i + 1, 100 * a) for i, a in enumerate(curve) if a is not None]
+            ax.plot([e for e, _ in pts], [a for _, a in pts], label=v,
                     lw=2 if v in ("none", "samd_nld") else 1)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
