@@ -143,12 +143,13 @@ def write_results(out: Path, stem: str, obj: dict, markdown: str) -> None:
 
 
 def write_readme_block(markdown: str, name: str, readme: Path) -> int:
-    """README's block between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` = a results
-    file's Markdown without its title (the blocks the README tests check)."""
+    """The docs page's block between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` = a
+    results file's Markdown without its title (the blocks tests/test_readme_*.py check;
+    ``readme`` is the page: these blocks moved from README.md to docs/)."""
     sys.path.insert(0, str(ROOT / "scripts"))
     from readme_results import replace_block
 
     body = markdown.split("\n", 2)[2].strip() + "\n"
-    readme.write_text(replace_block(readme.read_text(), body, "README.md",
+    readme.write_text(replace_block(readme.read_text(), body, str(readme),
                                     begin=f"<!-- {name}:begin -->", end=f"<!-- {name}:end -->"))
     return 0

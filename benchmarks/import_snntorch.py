@@ -1,7 +1,7 @@
 """A network trained with snntorch, through kdsnn's chain: import -> export -> Lava -> report.
 
     .venv/bin/python benchmarks/import_snntorch.py            # ~2 min on 2 cores
-    .venv/bin/python benchmarks/import_snntorch.py --readme   # README's block from the JSON
+    .venv/bin/python benchmarks/import_snntorch.py --readme   # the docs block from the JSON
 
 Trains, with snntorch's own layers and surrogate gradient, a small spiking CNN on the
 embedded digits data (Conv2d 1->8 -> Leaky -> AvgPool 2 -> Flatten -> Linear 128->10,
@@ -215,15 +215,16 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def write_readme(results: dict, readme: Path = ROOT / "README.md") -> int:
-    """README's block between the import-example markers = import_snntorch.md without its title."""
+def write_readme(results: dict, readme: Path = ROOT / "docs" / "guides" / "import-nir.md") -> int:
+    """docs/guides/import-nir.md's block between the import-example markers =
+    import_snntorch.md without its title."""
     return write_readme_block(markdown(results), "import-example", readme)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--readme", action="store_true",
-                   help="only rewrite the Markdown table and README's block from the JSON")
+                   help="only rewrite the Markdown table and the docs block from the JSON")
     p.add_argument("--work", default="runs/import_snntorch", help="working directory")
     args = p.parse_args()
     if args.readme:

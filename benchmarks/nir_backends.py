@@ -2,7 +2,7 @@
 
     bash scripts/nir_peers.sh                      # once: one venv per peer under runs/nir_peers/
     .venv/bin/python benchmarks/nir_backends.py    # ~1-2 min: measure, write results
-    .venv/bin/python benchmarks/nir_backends.py --readme   # README block from the JSON
+    .venv/bin/python benchmarks/nir_backends.py --readme   # the docs block from the JSON
 
 (a) In the main venv: a small set of kdsnn graphs covering the node kinds kdsnn writes
 (Affine/Linear, Conv2d, Flatten(-3,-1), LIF, CubaLIF, IF, SumPool2d + Scale, fan-in, a
@@ -491,15 +491,17 @@ def markdown(results: dict) -> str:
     return "# Third-party NIR importers on kdsnn's NIR files\n\n" + "\n".join(lines)
 
 
-def write_readme(results: dict, readme: Path = ROOT / "README.md") -> int:
-    """README's block between the nir-backends markers = nir_backends.md without its title."""
+def write_readme(results: dict,
+                 readme: Path = ROOT / "docs" / "results" / "nir-importers.md") -> int:
+    """docs/results/nir-importers.md's block between the nir-backends markers =
+    nir_backends.md without its title."""
     return write_readme_block(markdown(results), "nir-backends", readme)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--readme", action="store_true",
-                   help="only write README.md's nir-backends block from nir_backends.json")
+                   help="only write docs/results/nir-importers.md's block from nir_backends.json")
     p.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS))
     args = p.parse_args()
     if args.readme:

@@ -113,7 +113,8 @@ def code_version(version: str, before_ref: str) -> str:
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                           capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                            ".", ":!benchmarks/results", ":!README.md"], cwd=ROOT,
+                            ".", ":!benchmarks/results", ":!README.md",
+                            ":!docs"], cwd=ROOT,
                            capture_output=True, text=True).stdout.strip()
     return head + ("+" if dirty else "")
 
@@ -257,8 +258,9 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write_readme(results: dict, readme: Path = ROOT / "README.md") -> int:
-    """README's block between the workflow markers = workflow.md's table and notes."""
+def write_readme(results: dict, readme: Path = ROOT / "docs" / "results" / "benchmarks.md") -> int:
+    """docs/results/benchmarks.md's block between the workflow markers = workflow.md's table
+    and notes."""
     return write_readme_block(markdown(results), "workflow", readme)
 
 
@@ -274,7 +276,7 @@ def main() -> int:
                    help="seconds per command of the old code")
     p.add_argument("--force", action="store_true", help="rerun finished steps")
     p.add_argument("--readme", action="store_true",
-                   help="only write README.md's workflow block from workflow.json")
+                   help="only write docs/results/benchmarks.md's workflow block from workflow.json")
     args = p.parse_args()
     if args.readme:
         return write_readme(json.loads((OUT / "workflow.json").read_text()))

@@ -1,12 +1,14 @@
-"""Rewrite README.md's ablation blocks from the ablations' result files.
+"""Rewrite the docs' ablation and claims blocks from the ablations' result files.
 
-    .venv/bin/python scripts/readme_ablation.py [--results FILE ...] [--readme README.md]
+    .venv/bin/python scripts/readme_ablation.py [--results FILE ...] [--page PAGE ...]
 
 Every result file ``benchmarks/results/ablation_NAME.json`` that ``benchmarks/ablation.py
---ablation NAME --save`` (``kdsnn ablate``) writes has its README block between
+--ablation NAME --save`` (``kdsnn ablate``) writes has its block between
 ``<!-- ablation_NAME:begin -->`` and ``<!-- ablation_NAME:end -->`` (the converged one:
-``<!-- ablation:begin -->`` / ``<!-- ablation:end -->``); by default every committed one of
-:data:`NAMES` is regenerated, and the README is written only when all succeed.  A block holds
+``<!-- ablation:begin -->`` / ``<!-- ablation:end -->``) in docs/results/ablation.md, and the
+claims table (``<!-- claims:begin -->``) is in docs/results/claims.md: each block goes to the
+one page given (``--page``, repeatable; default: those two) that holds its markers.  By default
+every committed one of :data:`NAMES` is regenerated, and no page is written unless all succeed.  A block holds
 one table per student mode with mean ± std over seeds, the difference to no KD, twice its
 standard error and whether the difference exceeds it, the paired difference by seed with its
 95 % t interval and sign count (and against the ablation's reference variant), the runs not
@@ -21,13 +23,16 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from readme_results import ResultsError, replace_block  # noqa: E402  (the demo's twin)
+from readme_results import (ResultsError, replace_in_pages,  # noqa: E402  (the demo's twin)
+                            write_pages)
 
 BEGIN, END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT = RESULTS / "ablation_converged.json"
-#: the ablations whose committed result files the README shows, in README order
+#: the docs pages that hold the blocks by default
+PAGES = (ROOT / "docs" / "results" / "ablation.md", ROOT / "docs" / "results" / "claims.md")
+#: the ablations whose committed result files the docs show, in page order
 NAMES = ("converged", "scaling", "spikformer", "events")
 #: table order (the ablation's own); JSON objects come back with sorted keys
 ORDER = ("teacher", "none", "logit_kd", "nld", "samd", "samd_nld", "samd_nld_zscore",
@@ -81,7 +86,7 @@ NOT_TESTABLE = (
 
 
 class AblationError(ResultsError):
-    """A missing or malformed result file, or a README without the marker pair."""
+    """A missing or malformed result file, or a page without the marker pair."""
 
 
 def _pct(x: float) -> str:
@@ -102,7 +107,7 @@ def _curve(curve: list) -> str:
 
 
 def markers(results: Path) -> tuple[str, str]:
-    """The README marker pair of a result file (the converged one keeps its historic pair)."""
+    """The marker pair of a result file (the converged one keeps its historic pair)."""
     if results.stem == "ablation_converged":
         return BEGIN, END
     return f"<!-- {results.stem}:begin -->", f"<!-- {results.stem}:end -->"
@@ -315,37 +320,40 @@ def main(argv=None) -> int:
     p.add_argument("--results", type=Path, action="append",
                    help="a result file (repeatable; default: every committed "
                         "benchmarks/results/ablation_{" + ",".join(NAMES) + "}.json)")
-    p.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    p.add_argument("--page", "--readme", dest="pages", type=Path, action="append",
+                   help="a page holding blocks (repeatable; default: docs/results/ablation.md "
+                        "and docs/results/claims.md)")
     args = p.parse_args(argv)
+    pages_in = args.pages or list(PAGES)
     files = args.results or [f for f in (RESULTS / f"ablation_{n}.json" for n in NAMES)
                              if f.is_file()]
     try:
-        try:
-            new = args.readme.read_text()
-        except OSError as exc:
-            raise AblationError(f"cannot read {args.readme}: {exc}") from None
-        loaded = {}
+        before = {}
+        for page in pages_in:
+            try:
+                before[page] = page.read_text()
+            except OSError as exc:
+                raise AblationError(f"cannot read {page}: {exc}") from None
+        pages, loaded, written = dict(before), {}, []
         for results in files:
             try:
                 obj = json.loads(results.read_text())
             except (OSError, ValueError) as exc:
                 raise AblationError(f"cannot read {results}: {exc}") from None
-            new = replace_block(new, block(obj, _source(results)), str(args.readme),
-                                *markers(results))
+            begin, end = markers(results)
+            pages = replace_in_pages(pages, block(obj, _source(results)), begin, end)
+            written.append((next(q for q in pages if begin in pages[q]), begin, _source(results)))
             loaded[results.stem.removeprefix("ablation_")] = obj
         if not args.results:  # the claims read every committed result file
-            new = replace_block(new, claims_block(loaded), str(args.readme), CLAIMS_BEGIN,
-                                CLAIMS_END)
+            pages = replace_in_pages(pages, claims_block(loaded), CLAIMS_BEGIN, CLAIMS_END)
+            written.append((next(q for q in pages if CLAIMS_BEGIN in pages[q]), CLAIMS_BEGIN,
+                            None))
     except ResultsError as exc:
         print(f"readme_ablation: error: {exc}", file=sys.stderr)
         return 2
-    tmp = args.readme.with_name(f".{args.readme.name}.tmp")
-    tmp.write_text(new)
-    tmp.replace(args.readme)
-    for results in files:
-        print(f"{args.readme}: {markers(results)[0]} block rewritten from {_source(results)}")
-    if not args.results:
-        print(f"{args.readme}: {CLAIMS_BEGIN} block rewritten")
+    write_pages(pages, before)
+    for page, begin, source in written:
+        print(f"{page}: {begin} block rewritten" + (f" from {source}" if source else ""))
     return 0
 
 

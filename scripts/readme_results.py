@@ -1,11 +1,15 @@
-"""Rewrite README.md's result block from a finished ``make demo`` run.
+"""Rewrite the demo's result block (docs/results/demo.md) from a finished ``make demo`` run.
 
-    .venv/bin/python scripts/readme_results.py [--run runs/demo] [--readme README.md]
+    .venv/bin/python scripts/readme_results.py [--run runs/demo] [--page docs/results/demo.md]
 
 The block between ``<!-- results:begin -->`` and ``<!-- results:end -->`` is generated from
 RUN/metrics.json, RUN/parity/parity.json and RUN/report/report.json (what
-``scripts/demo.sh`` writes), so the README shows what the run measured and nothing else;
-run this again after every demo run.  Standard library only.
+``scripts/demo.sh`` writes), so the docs show what the run measured and nothing else;
+run this again after every demo run.  The README quotes a few of its figures
+(tests/test_readme_results.py checks that each one is in the block).  Standard library only.
+
+:func:`replace_block` and :func:`replace_in_pages` are shared by every script that writes a
+generated block into the docs (scripts/readme_ablation.py, benchmarks/_common.py).
 """
 from __future__ import annotations
 
@@ -19,14 +23,15 @@ from statistics import mean
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "docs" / "results" / "demo.md"
 sys.path.insert(0, str(ROOT))
 from hardware.report_format import stock_words  # noqa: E402
 RUN_FILES = ("metrics.json", "parity/parity.json", "report/report.json")
-WIDTH = 95  # README line width
+WIDTH = 95  # line width of the generated Markdown
 
 
 class ResultsError(Exception):
-    """A missing or incomplete run, or a README without the marker pair."""
+    """A missing or incomplete run, or a page without the marker pair."""
 
 
 def load_run(run: Path) -> dict:
@@ -173,8 +178,29 @@ def replace_block(text: str, block: str, readme_label: str, begin: str = BEGIN,
     return f"{head}{begin}\n{block}{end}{tail}"
 
 
+def replace_in_pages(pages: dict, block: str, begin: str, end: str) -> dict:
+    """``pages`` ({path: text}) with the marked block replaced in the one page that holds
+    ``begin``; an error when no page or more than one holds it."""
+    holders = [path for path, text in pages.items() if begin in text]
+    if len(holders) != 1:
+        where = ", ".join(str(p) for p in pages)
+        raise ResultsError(f"exactly one of {where} must hold '{begin}' ... '{end}' "
+                           f"({len(holders)} do)")
+    path = holders[0]
+    return {**pages, path: replace_block(pages[path], block, str(path), begin, end)}
+
+
+def write_pages(pages: dict, before: dict) -> None:
+    """Write each page whose text changed, each through a temp file (never a half page)."""
+    for path, text in pages.items():
+        if text != before.get(path):
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+
+
 def _label(path: Path) -> str:
-    """``path`` as the README should name it: relative to the repository when inside it."""
+    """``path`` as the page should name it: relative to the repository when inside it."""
     try:
         return path.resolve().relative_to(ROOT).as_posix()
     except ValueError:
@@ -190,23 +216,24 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=ROOT / "runs" / "demo",
                         help="finished demo run directory (default: runs/demo)")
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--page", "--readme", dest="page", type=Path, default=PAGE,
+                        help="the page holding the block (default: docs/results/demo.md)")
     parser.add_argument("--machine", default=None,
                         help="where the run was made (default: this machine)")
     args = parser.parse_args(argv)
     try:
         data = load_run(args.run)
         block = results_block(data, _label(args.run), args.machine or this_machine())
-        text = replace_block(args.readme.read_text(), block, str(args.readme))
-        tmp = args.readme.with_name(f".{args.readme.name}.tmp")
+        text = replace_block(args.page.read_text(), block, str(args.page))
+        tmp = args.page.with_name(f".{args.page.name}.tmp")
         tmp.write_text(text)
-        os.replace(tmp, args.readme)  # never a half-written README
+        os.replace(tmp, args.page)  # never a half-written page
     except (KeyError, IndexError, TypeError) as exc:  # a field below the ones _field checks
         return _error(f"a file in {args.run} lacks {exc}: the run is incomplete, "
                       "run `make demo` again")
     except (ResultsError, OSError, ValueError) as exc:
         return _error(str(exc))
-    print(f"{args.readme}: result block rewritten from {args.run}")
+    print(f"{args.page}: result block rewritten from {args.run}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""scripts/readme_ablation.py: the README's ablation tables are generated from the result files."""
+"""scripts/readme_ablation.py: the docs' ablation and claims tables (docs/results/) are
+generated from the result files."""
 import json
 import subprocess
 import sys
@@ -41,7 +42,7 @@ def result_file(path: Path, reference=None, missing=()) -> Path:
 
 
 def run(results: Path, readme: Path):
-    return subprocess.run([sys.executable, str(SCRIPT), "--results", str(results), "--readme",
+    return subprocess.run([sys.executable, str(SCRIPT), "--results", str(results), "--page",
                            str(readme)], capture_output=True, text=True, timeout=60)
 
 
@@ -75,7 +76,7 @@ def test_every_result_file_has_its_block(tmp_path):
     scaling = result_file(tmp_path / "ablation_scaling.json", reference="samd_nld",
                           missing=["samd_nld_l2 seed 2"])
     proc = subprocess.run([sys.executable, str(SCRIPT), "--results", str(conv), "--results",
-                           str(scaling), "--readme", str(readme)], capture_output=True,
+                           str(scaling), "--page", str(readme)], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     text = readme.read_text()
@@ -86,7 +87,7 @@ def test_every_result_file_has_its_block(tmp_path):
     assert "Not finished yet (1 runs): samd_nld_l2 seed 2." in second
     readme.write_text(f"{BEGIN}\nold\n{END}\n")  # no scaling markers: nothing written
     proc = subprocess.run([sys.executable, str(SCRIPT), "--results", str(conv), "--results",
-                           str(scaling), "--readme", str(readme)], capture_output=True,
+                           str(scaling), "--page", str(readme)], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2 and "ablation_scaling:begin" in proc.stderr
     assert readme.read_text() == f"{BEGIN}\nold\n{END}\n"
@@ -108,17 +109,28 @@ def test_bad_inputs_leave_the_readme(tmp_path):
 
 
 @pytest.mark.skipif(not RESULTS.is_file(), reason="no converged ablation results committed")
-def test_readme_matches_the_committed_results(tmp_path):
-    """The shipped README's tables are exactly what the shipped result files generate
-    (every committed benchmarks/results/ablation_{converged,scaling,spikformer,events}.json)."""
-    copy = tmp_path / "README.md"
-    copy.write_text((ROOT / "README.md").read_text())
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--readme", str(copy)],
+def test_docs_match_the_committed_results(tmp_path):
+    """The shipped docs pages' tables are exactly what the shipped result files generate
+    (every committed benchmarks/results/ablation_{converged,scaling,spikformer,events}.json,
+    and the claims table from all of them)."""
+    pages = [ROOT / "docs" / "results" / "ablation.md", ROOT / "docs" / "results" / "claims.md"]
+    copies = []
+    for page in pages:
+        copies.append(tmp_path / page.name)
+        copies[-1].write_text(page.read_text())
+    proc = subprocess.run([sys.executable, str(SCRIPT), *(a for c in copies
+                                                          for a in ("--page", str(c)))],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "ablation_converged.json" in proc.stdout
-    assert copy.read_text() == (ROOT / "README.md").read_text(), \
-        "README ablation block is stale: run scripts/readme_ablation.py"
+    assert "ablation_converged.json" in proc.stdout and "claims:begin" in proc.stdout
+    for page, copy in zip(pages, copies):
+        assert copy.read_text() == page.read_text(), \
+            f"{page.name}: an ablation block is stale: run scripts/readme_ablation.py"
+
+
+def test_blocks_live_in_the_docs_not_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    assert "<!-- ablation" not in readme and "<!-- claims:" not in readme
 
 
 def test_committed_results_carry_the_paired_analysis():

@@ -1,4 +1,5 @@
-"""README.md's netx code block, run as written: bit-exact with kdsnn's integer emulation."""
+"""The netx code block of docs/guides/export-parity.md, run as written: bit-exact with kdsnn's
+integer emulation (tests/test_docs.py leaves this block, marked ``readme-test: netx``, to this test)."""
 import re
 from pathlib import Path
 
@@ -12,15 +13,15 @@ from export.quantize import encode_input
 from kd_snn.data import build_dataset
 from kd_snn.data.encoding import encode
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "guides" / "export-parity.md"
 MARKER = "<!-- readme-test: netx -->"
-NETX_PATH = Path("runs/demo/export/student.net")  # where the README block loads it from
+NETX_PATH = Path("runs/demo/export/student.net")  # where the block loads it from
 
 
 def readme_python_block(marker: str) -> str:
-    """The ```python block that directly follows ``marker`` in README.md."""
-    found = re.search(re.escape(marker) + r"\s*```python\n(.*?)\n```", README.read_text(), re.S)
-    assert found, f"README.md has no python code block right after {marker}"
+    """The ```python block that directly follows ``marker`` in the page."""
+    found = re.search(re.escape(marker) + r"\s*```python\n(.*?)\n```", PAGE.read_text(), re.S)
+    assert found, f"{PAGE.name} has no python code block right after {marker}"
     return found.group(1)
 
 
@@ -50,7 +51,7 @@ def test_readme_netx_block_is_bit_exact_with_the_emulation(tmp_path, monkeypatch
 
     monkeypatch.chdir(tmp_path)
     namespace = {}
-    exec(compile(code, f"README.md {MARKER}", "exec"), namespace)
+    exec(compile(code, f"{PAGE.name} {MARKER}", "exec"), namespace)
 
     v_emu, spikes = emulate(qgraph, encode_input(x_seq))
     assert namespace["T"] == graph.time_steps

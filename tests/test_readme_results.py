@@ -1,5 +1,7 @@
-"""scripts/readme_results.py rewrites README.md's result block from a demo run's files."""
+"""scripts/readme_results.py rewrites the demo's result block (docs/results/demo.md) from a demo
+run's files; README.md quotes its most important figures from the docs' generated blocks."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,7 +46,7 @@ def readme_with_stale_block(path: Path) -> Path:
 
 
 def regenerate(run: Path, readme: Path):
-    return subprocess.run([sys.executable, str(SCRIPT), "--run", str(run), "--readme",
+    return subprocess.run([sys.executable, str(SCRIPT), "--run", str(run), "--page",
                            str(readme), "--machine", "Test CPU, 2 cores"],
                           capture_output=True, text=True, timeout=60)
 
@@ -94,7 +96,35 @@ def test_incomplete_run_and_missing_markers_are_named(tmp_path):
     assert proc.returncode == 2 and BEGIN in proc.stderr
 
 
-def test_readme_has_one_result_block():
-    text = (ROOT / "README.md").read_text()
+def test_demo_page_has_one_result_block():
+    text = (ROOT / "docs" / "results" / "demo.md").read_text()
     assert text.count(BEGIN) == 1 and text.count(END) == 1
     assert text.index(BEGIN) < text.index(END)
+    assert BEGIN not in (ROOT / "README.md").read_text()  # the block moved to the docs
+
+
+def generated_blocks(page: Path) -> str:
+    """Everything between the generated-block markers of a docs page."""
+    found = re.findall(r"<!-- ([\w-]+):begin -->(.*?)<!-- \1:end -->", page.read_text(), re.S)
+    return "\n".join(body for _, body in found)
+
+
+def test_readme_figures_are_quoted_from_generated_blocks():
+    """Every number in README's 'Figures that matter most' table (both columns) appears in a
+    generated block of the docs page its row links to: no figure in the README by hand."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Figures that matter most", 1)[1].split("\n## ", 1)[0]
+    refs = dict(re.findall(r"^\[(\w+)\]: (\S+)$", section, re.M))
+    rows = [ln for ln in section.splitlines() if ln.startswith("| ") and "[" in ln]
+    assert len(rows) >= 5
+    for row in rows:
+        what, figure, where = [c.strip() for c in row.strip("|").split(" | ")]
+        ref = re.search(r"\]\[(\w+)\]", where).group(1)
+        blocks = generated_blocks(ROOT / refs[ref])
+        assert blocks, refs[ref]
+        for number in re.findall(r"\d+(?:[.,]\d+)*", what + " " + figure):
+            assert re.search(rf"(?<![\d.]){re.escape(number)}(?![\d])", blocks), \
+                f"README figure {number!r} ({what}) is not in {refs[ref]}'s generated blocks"
+        words = re.sub(r"\(.*?\)", "", figure).strip()
+        if not re.search(r"\d", words):  # a verdict in words: quoted as the block says it
+            assert words in blocks, (words, refs[ref])
