@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3.11}"
 VENV="${KDSNN_VENV:-.venv}"
 STAMP="$VENV/.kdsnn-setup-stamp"
-want="$(cat scripts/setup.sh scripts/constraints.txt scripts/requirements.txt scripts/requirements-nir-peers.txt scripts/patch_lava.py pyproject.toml | sha256sum | cut -d' ' -f1)"
+want="$(cat scripts/setup.sh scripts/constraints.txt scripts/requirements.txt scripts/requirements-nir-peers.txt scripts/requirements-docs.txt scripts/patch_lava.py pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   exit 0
 fi
@@ -32,6 +32,8 @@ echo "[setup] NIR peers spikingjelly + sinabs (optional test deps; setup goes on
 echo "[setup] lava-nc 0.10.0 + lava-dl 0.6.0 (declared for Python < 3.11; patched below)"
 "${PIP[@]}" "${C[@]}" --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0
 "$VENV/bin/python" scripts/patch_lava.py
+echo "[setup] docs tooling (mkdocs-material, mkdocstrings, mkdocs-jupyter; pinned)"
+"${PIP[@]}" "${C[@]}" -r scripts/requirements-docs.txt
 echo "[setup] kdsnn (editable)"
 "${PIP[@]}" "${C[@]}" --no-deps --no-build-isolation -e .
 if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
