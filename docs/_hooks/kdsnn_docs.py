@@ -23,7 +23,45 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
-HELP_WIDTH = "100"
+HELP_WIDTH = "88"  # what a code block of the theme shows without scrolling
+#: what a key means, for the fields without a comment beside them in kd_snn/config.py
+NOTES = {
+    "name": "the run's name (reports and plots use it)",
+    "seed": "every random draw of a step is seeded from (seed, stage, epoch, step)",
+    "device": "auto (CUDA when available), cpu, cuda, cuda:1, ... (`--device` overrides it)",
+    "amp": "mixed precision on CUDA (ignored on CPU)",
+    "data.name": "the data set (`kdsnn configs` lists them)",
+    "data.root": "where its files are (data sets that are not embedded)",
+    "data.download": "allow downloading (off: nothing is downloaded unless asked)",
+    "data.time_steps": "T, time steps per sample",
+    "data.encoding": "direct (the image repeated at every step), poisson, or frames (events)",
+    "data.batch_size": "the global training batch (split over the ranks under torchrun)",
+    "data.eval_batch_size": "the batch for evaluation",
+    "data.num_workers": "DataLoader worker processes",
+    "model": "`cnn`, `resnet19`, `resnet20`, `spikformer`, ... (`kdsnn configs` lists them)",
+    "width": "channel multiplier of the model",
+    "epochs": "training epochs",
+    "optimizer": "the optimizer",
+    "lr": "learning rate",
+    "momentum": "SGD momentum",
+    "weight_decay": "weight decay",
+    "scheduler": "learning-rate schedule (cosine to zero, or constant)",
+    "warmup_epochs": "linear warm-up epochs",
+    "label_smoothing": "cross-entropy label smoothing",
+    "model_kwargs": "extra keyword arguments of the model's constructor",
+    "neuron.alpha": "current decay α of the CUBA neuron (0: plain LIF); Loihi du = 4096(1-α) - 1",
+    "neuron.beta": "voltage decay β; Loihi dv = 4096(1-β)",
+    "neuron.threshold": "spike when v > threshold, then v = 0",
+    "neuron.surrogate": "surrogate gradient of the spike",
+    "neuron.width": "width of the surrogate",
+    "loss.preset": "the objective: {presets}",
+    "loss.weights": "per-term weights over the preset's, e.g. {samd: 0.5}",
+    "loss.tau_nld": "NLD temperature τ",
+    "loss.w_nld": "NLD's weight w of the clean branch (1 - w: the noisy branch)",
+    "loss.tau_samd": "SAMD's softmax temperature over the map",
+    "loss.samd_scaling": "how SAMD scales the maps: softmax (the paper's), zscore, l2",
+    "loss.tau_kd": "logit-KD temperature (preset logit_kd)",
+}
 
 
 def on_files(files, config):
@@ -123,7 +161,7 @@ def config_reference() -> str:
     for prefix, cls in sections:
         title = f"`{prefix}`" if prefix else "top level"
         if prefix in ("teacher", "student"):
-            title = "`teacher` and `student` (one training stage each)"
+            title = "`teacher.*` and `student.*` (one training stage each; `*` is either)"
         elif prefix:
             title += f" ({cls.__name__})"
         if prefix == "student":
@@ -137,7 +175,7 @@ def config_reference() -> str:
                 continue
             key = f"{prefix}.{f.name}" if prefix else f.name
             if prefix == "teacher":
-                key = f"{{teacher,student}}.{f.name}"
+                key = f"*.{f.name}"
             choices = (cfg.CHOICES.get(f"{prefix}.{f.name}")
                        or cfg.CHOICES.get(f"student.{f.name}" if prefix == "teacher" else ""))
             allowed = ", ".join(f"`{c}`" for c in choices) if choices else ""
@@ -145,7 +183,13 @@ def config_reference() -> str:
                 prefix == "teacher" and f"student.{f.name}" in cfg.POSITIVE)
             if positive and not allowed:
                 allowed = "> 0"
-            note = notes.get(f.name, "").replace("|", "\\|")
+            note = notes.get(f.name) or NOTES.get(f"{prefix}.{f.name}" if prefix and
+                                                  prefix != "teacher" else f.name, "")
+            if prefix == "loss" and f.name == "preset":
+                from kd_snn.losses import PRESETS
+                note = note.format(presets=", ".join(f"`{k}`" for k in PRESETS))
+            note = (note.replace("|", "\\|").replace("{", "&#123;").replace("}", "&#125;")
+                    if "`" not in note else note.replace("|", "\\|"))
             out.append(f"| `{key}` | {_type_name(types[f.name])} | {_default(f)} | {allowed} "
                        f"| {note} |")
         if doc and not doc.startswith(cls.__name__ + "("):
