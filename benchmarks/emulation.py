@@ -46,10 +46,15 @@ _ACCURACY = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 from kd_snn.rundir import RunDir
-from kdsnn.common import _load_quant_or_make
-from export.pipeline import quantized_accuracy, sample_inputs
+try:  # the code since the Python API (issue 28)
+    from kdsnn.deploy import quantized_network
+    from kd_snn.run import sample_inputs
+    from export.accuracy import quantized_accuracy
+except ImportError:  # the code before it
+    from kdsnn.common import _load_quant_or_make as quantized_network
+    from export.pipeline import quantized_accuracy, sample_inputs
 run = RunDir(sys.argv[2])
-_, balanced, qgraph = _load_quant_or_make(run, False)
+_, balanced, qgraph = quantized_network(run, False)
 x, y = sample_inputs(run.load_config(), "test", int(sys.argv[3]))
 quantized_accuracy(balanced, qgraph, x[:, :256], y[:256])  # warm-up (kernel build, caches)
 t0 = time.perf_counter()
@@ -95,14 +100,14 @@ def stock_checks(run: Path) -> dict:
     import lava.proc.lif.process  # noqa: F401  (fork start method first)
 
     from export.quantize import encode_input
-    from export.pipeline import sample_inputs
     from hardware import parity
     from hardware.stock_check import check_synapses
     from kd_snn.rundir import RunDir
-    from kdsnn.common import _load_quant_or_make
+    from kd_snn.run import sample_inputs
+    from kdsnn.deploy import quantized_network
 
     r = RunDir(run)
-    _, balanced, qgraph = _load_quant_or_make(r, False)
+    _, balanced, qgraph = quantized_network(r, False)
     x, y = sample_inputs(r.load_config(), "test", 2)
     fast = parity.run_parity(balanced, qgraph, x, y, progress=False, conv_model="fast",
                              keep_spikes=2)

@@ -4,7 +4,7 @@ it stopped running the float pass and the final emulation twice.
     .venv/bin/python benchmarks/quantize_calib.py RUN --before DIR [--repeat 2]
 
 ``DIR``: a checkout of the code before the change (``git worktree add DIR 404a7b7``, the commit before it).
-Each version quantizes the run's student (``export.pipeline.quantize_run``, 256
+Each version quantizes the run's student (``export.targets.quantize_for_loihi``, 256
 calibration samples) in a fresh interpreter, alternately, ``--repeat`` times; the
 results (``QuantGraph.digest()`` and the whole quantization report) must be identical.
 Writes ``benchmarks/results/quantize_calib.{json,md}``. Seconds depend on the machine and
@@ -27,15 +27,25 @@ from benchmarks._common import machine_info, md_table, write_results  # noqa: E4
 WORKER = r"""
 import hashlib, json, sys, time
 sys.path.insert(0, sys.argv[1])
-from export.pipeline import load_student, quantize_run
-from export.quantize import _json_default
 from kd_snn.rundir import RunDir
 run = RunDir(sys.argv[2])
-_, _, graph = load_student(run)
+try:  # the code since the Python API (issue 28)
+    from export.fixed_point import json_default
+    from export.targets import quantize_for_loihi
+    from kd_snn.run import sample_inputs
+    from kdsnn.runs import load_student
+    _, _, graph = load_student(run)
+
+    def quantize_run(run, graph, n):  # calibration inputs read inside the timing, as before
+        return quantize_for_loihi(graph, sample_inputs(run.load_config(), "train", n)[0])
+except ImportError:  # the code before it
+    from export.pipeline import load_student, quantize_run
+    from export.quantize import _json_default as json_default
+    _, _, graph = load_student(run)
 t = time.perf_counter()
 _, q = quantize_run(run, graph, 256)
 s = time.perf_counter() - t
-report = json.dumps(q.metadata, sort_keys=True, default=_json_default)
+report = json.dumps(q.metadata, sort_keys=True, default=json_default)
 print(json.dumps({"seconds": s, "digest": q.digest(),
                   "report_sha256": hashlib.sha256(report.encode()).hexdigest()}))
 """

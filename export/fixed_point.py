@@ -212,7 +212,7 @@ class QuantGraph(LayerLookup):
         meta = {"format": "kdsnn.quantgraph", "version": 1,
                 "input_shape": list(self.input_shape), "time_steps": self.time_steps,
                 "input_levels": self.input_levels, "layers": layers,
-                "metadata": json.loads(json.dumps(self.metadata, default=_json_default))}
+                "metadata": json.loads(json.dumps(self.metadata, default=json_default))}
         return arrays, meta
 
     @classmethod
@@ -254,7 +254,7 @@ class QuantGraph(LayerLookup):
         return h.hexdigest()
 
 
-def _json_default(obj):
+def json_default(obj):
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):

@@ -49,7 +49,7 @@ from export.emulate import emulate
 from export.fixed_point import (BIAS_EXP_MAX, BIAS_MANT_MAX, DEFAULT_EXP_RANGE,
                                 INPUT_LEVELS, INPUT_MESSAGE_BITS, MANT_MAX, MANT_MIN, META_KEY,
                                 UV_LIMIT, VTH_MAX, QuantConnection, QuantGraph, QuantLayer,
-                                _json_default, encode_input, load_quant, save_quant)
+                                json_default, encode_input, load_quant, save_quant)
 from export.graph import INPUT, Connection, DeployGraph
 from kd_snn.neurons.functional import loihi_decays
 
@@ -433,7 +433,7 @@ def _emulated_pass(qg: QuantGraph, x_int: torch.Tensor, chunk: int, graph: Deplo
 
 def _jsonable(v) -> bool:
     try:
-        json.dumps(v, default=_json_default)
+        json.dumps(v, default=json_default)
         return True
     except TypeError:
         return False

@@ -30,7 +30,7 @@ PAIRS = (("float", "emulation"), ("emulation", "lava"), ("float", "lava"))
 
 
 @dataclass
-class _Tally:
+class Tally:
     """Running sums over samples; merged across jobs."""
 
     layers: list
@@ -58,7 +58,7 @@ class _Tally:
             self.pred[k].extend(int(p) for p in v)
         self.labels.extend(int(y) for y in labels)
 
-    def merge(self, other: "_Tally") -> None:
+    def merge(self, other: "Tally") -> None:
         """Add ``other``'s samples after this tally's (sample order is kept)."""
         self.total += other.total
         for p in PAIRS:
@@ -77,7 +77,7 @@ class _Tally:
                 "labels": list(self.labels)}
 
     @classmethod
-    def from_json(cls, obj: dict) -> "_Tally":
+    def from_json(cls, obj: dict) -> "Tally":
         """Inverse of ``to_json``; a malformed record raises ValueError."""
         try:
             tally = cls([str(n) for n in obj["layers"]], int(obj["T"]))
@@ -124,7 +124,7 @@ def _work(graph, qgraph, layers, x, y, batch, conv_model="fast", progress_q=None
     from hardware.lava_sim import LavaRunner
     from hardware.spike_record import empty_record
 
-    tally = _Tally(layers, qgraph.time_steps)
+    tally = Tally(layers, qgraph.time_steps)
     record = empty_record(qgraph) if keep > 0 else None
     starts = range(0, x.shape[1], batch)
     encoded = {}  # batch start -> its integer input, from when Lava is fed until it is tallied
@@ -163,7 +163,7 @@ class ParityRun:
     its first samples (``record``, for the report) and its wall time."""
 
     result: dict
-    tally: _Tally
+    tally: Tally
     record: object
     seconds: float
     jobs: int
@@ -241,7 +241,7 @@ def _parallel(graph, qgraph, layers, x_seq, labels, batch, conv_model, jobs, bar
                     p.terminate()
     if error:
         raise RuntimeError(f"parity worker failed: {error}")
-    tally, record = _Tally(layers, qgraph.time_steps), None
+    tally, record = Tally(layers, qgraph.time_steps), None
     for i in range(len(procs)):
         part_tally, part_record = parts[i]
         tally.merge(part_tally)
@@ -253,7 +253,7 @@ def _parallel(graph, qgraph, layers, x_seq, labels, batch, conv_model, jobs, bar
     return tally, record
 
 
-def summarize(tally: _Tally, qgraph: QuantGraph) -> dict:
+def summarize(tally: Tally, qgraph: QuantGraph) -> dict:
     """parity.json's content: a function of the samples alone (no timing), so a run split
     in shards and merged writes the same bytes as one run."""
     labels = np.asarray(tally.labels)

@@ -151,6 +151,59 @@ def teacher_input(x: torch.Tensor, kind: str) -> torch.Tensor:
     return (x > 0).to(x.dtype).mean(1) if kind == "event" else x
 
 
+def student_input_shape(cfg: Config) -> tuple:
+    """What the student reads per step: (C, H, W), or (2, H, W) event frames."""
+    spec = data_spec(cfg)
+    return ((2,) if spec.kind == "event" else (spec.in_channels,)) + tuple(spec.image_size)
+
+
+def student_encoding(cfg: Config) -> str:
+    """The input encoding a deployed student runs: ``frames`` for event data."""
+    return "frames" if data_spec(cfg).kind == "event" else cfg.data.encoding
+
+
+def hardware_kind(cfg: Config) -> str:
+    """The data set's kind, refusing an input encoding the hardware cannot take."""
+    kind = data_spec(cfg).kind
+    if kind != "event" and cfg.data.encoding != "direct":
+        raise KdsnnError(f"hardware export needs direct (analog) or event input; the run "
+                         f"uses '{cfg.data.encoding}' encoding")
+    return kind
+
+
+def sample_inputs(cfg: Config, split: str, n: Optional[int]) -> tuple:
+    """First ``n`` samples of a split as the student sees them: ``(T, N, ...)`` float64 +
+    int64 labels (what export, parity and the report feed the deployed network)."""
+    ds = open_dataset(cfg, split)
+    n = len(ds) if n is None else min(int(n), len(ds))
+    if n <= 0:
+        raise KdsnnError(f"--samples must be > 0 (got {n})")
+    return _student_view(ds, 0, n, cfg, hardware_kind(cfg))
+
+
+def input_batches(cfg: Config, split: str, batch: int):
+    """``(n, iterator of (x_seq, labels))``: :func:`sample_inputs` of the whole split, a
+    batch at a time (memory of one batch, whatever the split's size and T)."""
+    ds = open_dataset(cfg, split)
+    kind = hardware_kind(cfg)
+    return len(ds), (_student_view(ds, lo, min(lo + batch, len(ds)), cfg, kind)
+                     for lo in range(0, len(ds), batch))
+
+
+def split_size(cfg: Config, split: str = "test") -> int:
+    return len(open_dataset(cfg, split))
+
+
+def _student_view(ds, lo: int, hi: int, cfg: Config, kind: str) -> tuple:
+    """Samples ``lo:hi`` of ``ds`` exactly as the student saw them in training."""
+    import numpy as np
+
+    xs, ys = zip(*(ds[i] for i in range(lo, hi)))
+    x = torch.stack([torch.as_tensor(v) for v in xs])
+    return (student_input(x, cfg, kind, None).to(torch.float64),
+            np.asarray(ys, dtype=np.int64))
+
+
 # evaluation ------------------------------------------------------------------------
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset, cfg: Config, stage: str, device: torch.device,

@@ -36,7 +36,7 @@ def _foreign(name, out_dir):
 @pytest.mark.parametrize("library", sorted(LIBRARIES))
 def test_a_foreign_network_runs_the_chain_to_bit_exact_lava(library, tmp_path, capsys):
     from export.graph import run_float
-    from export.pipeline import load_student
+    from kdsnn.runs import load_student
     from kd_snn.rundir import RunDir
 
     fe, extra = _foreign(library, tmp_path / "lib")

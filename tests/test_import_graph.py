@@ -85,7 +85,7 @@ def cycles(graph: dict) -> list:
 
 def test_no_import_circle():
     graph = import_graph()
-    assert len(graph) > 50 and "export.pipeline" in graph["kdsnn.commands"]
+    assert len(graph) > 50 and "kdsnn.deploy" in graph["kdsnn"]
     assert cycles(graph) == []
 
 

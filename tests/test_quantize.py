@@ -227,7 +227,7 @@ def test_calibration_spikes_kept_or_recomputed_give_the_same_graph_and_report(mo
     monkeypatch.setattr(Q, "_keep_calib_spikes", lambda *a, **k: False)
     again = Q.quantize(g, x)
     assert kept.digest() == again.digest()
-    dump = lambda q: json.dumps(q.metadata, sort_keys=True, default=Q._json_default)  # noqa: E731
+    dump = lambda q: json.dumps(q.metadata, sort_keys=True, default=Q.json_default)  # noqa: E731
     assert dump(kept) == dump(again)
     assert 0 < kept.metadata["report"]["b.lif2"]["spike_agreement"] <= 1
 

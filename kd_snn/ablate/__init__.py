@@ -30,13 +30,26 @@ directories), ``records`` (what each run leaves), ``runner`` (worker processes, 
 result files), ``stats`` (over seeds, paired by seed), ``tables`` (ablation.md/png).
 """
 from .plan import (BASE_EVENT, BASE_STATIC, BOTH, DEFAULT_MODES, DEFAULT_SEEDS, FAIL_ENV,
-                   FORMAT, MODES, RESERVED, Task, VARIANTS, WORKER, _check_overrides, _datasets, _modes, _seeds,
-                   _sets, _variants, base_config, check_teacher_fits, group_name, plan,
-                   train_samples)  # noqa: F401
-from .records import (_check_existing, _children_cpu, _file_sha256, _last_error, _prepare,
-                      _record, _result, _run_budget, _run_record, _teacher_key, budget,
-                      read_curve, teacher_info)  # noqa: F401
-from .stats import (compare, counted_seeds, paired, paired_analysis, refresh, stats)  # noqa: F401
-from .tables import (_budget_text, _curve_text, _fmt, _mean_of, _order, _pct, markdown,
-                     paired_cells, plateau, plot)  # noqa: F401
-from .runner import (Runner, _cores, _fail_at, _worker, main, train_one)  # noqa: F401
+                   FORMAT, MODES, RESERVED, VARIANTS, WORKER, Task, base_config,
+                   check_datasets, check_modes, check_overrides, check_seeds,
+                   check_teacher_fits, check_variants, group_name, plan, set_args,
+                   train_samples)
+from .records import (budget, check_existing, read_curve, read_run_record, run_budget,
+                      run_result, teacher_info)
+from .runner import Runner, main, train_one
+from .stats import compare, counted_seeds, paired, paired_analysis, refresh, stats
+from .tables import budget_text, curve_text, fmt_stat, markdown, paired_cells, plateau, plot
+
+__all__ = [
+    # the plan: variants, student modes, checks, one Task per run directory
+    "VARIANTS", "MODES", "DEFAULT_MODES", "DEFAULT_SEEDS", "BOTH", "BASE_STATIC", "BASE_EVENT",
+    "RESERVED", "FORMAT", "FAIL_ENV", "WORKER", "Task", "plan", "base_config", "group_name",
+    "train_samples", "set_args", "check_datasets", "check_variants", "check_modes",
+    "check_seeds", "check_overrides", "check_teacher_fits",
+    # what runs leave, and running them
+    "teacher_info", "check_existing", "read_curve", "read_run_record", "run_result",
+    "run_budget", "budget", "Runner", "train_one", "main",
+    # statistics over seeds and the result files
+    "stats", "compare", "paired", "paired_analysis", "counted_seeds", "refresh", "markdown",
+    "plot", "plateau", "paired_cells", "budget_text", "curve_text", "fmt_stat",
+]

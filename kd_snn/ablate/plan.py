@@ -110,7 +110,7 @@ def group_name(data: str, mode: str) -> str:
     return data if mode == "spiking" else f"{data}/{mode}"
 
 
-def _datasets(names: list[str]) -> list[str]:
+def check_datasets(names: list[str]) -> list[str]:
     from ..data import list_datasets
     known = list_datasets()
     out: list[str] = []
@@ -125,7 +125,7 @@ def _datasets(names: list[str]) -> list[str]:
     return out
 
 
-def _variants(names: Optional[list[str]], external_teacher: bool = False) -> list[str]:
+def check_variants(names: Optional[list[str]], external_teacher: bool = False) -> list[str]:
     """The variants to run; ``teacher`` joins them unless ``--teacher`` brings one."""
     if not names:
         names = list(VARIANTS)
@@ -143,7 +143,7 @@ def _variants(names: Optional[list[str]], external_teacher: bool = False) -> lis
     return [v for v in VARIANTS if v in wanted]
 
 
-def _modes(names: Optional[list[str]]) -> list[str]:
+def check_modes(names: Optional[list[str]]) -> list[str]:
     names = list(DEFAULT_MODES if not names else names)
     for n in names:
         if n not in MODES:
@@ -167,7 +167,7 @@ def check_teacher_fits(info: dict, datasets: list[str]) -> None:
                              f"{spec.num_classes} / {spec.in_channels}")
 
 
-def _seeds(seeds: Optional[list[int]]) -> list[int]:
+def check_seeds(seeds: Optional[list[int]]) -> list[int]:
     seeds = list(DEFAULT_SEEDS if seeds is None else seeds)
     if not seeds:
         raise KdsnnError("--seeds: give at least one seed")
@@ -178,7 +178,7 @@ def _seeds(seeds: Optional[list[int]]) -> list[int]:
     return seeds
 
 
-def _check_overrides(overrides: list[str]) -> None:
+def check_overrides(overrides: list[str]) -> None:
     for item in overrides:
         if "=" not in item:
             raise KdsnnError(f"--set '{item}' must look like key.sub=value")
@@ -204,7 +204,7 @@ def train_samples(limit) -> object:
     return int(limit) if limit is not None else "all"
 
 
-def _sets(sets: dict) -> list[str]:
+def set_args(sets: dict) -> list[str]:
     return [f"{k}={'true' if v is True else 'false' if v is False else v}"
             for k, v in sets.items()]
 
@@ -220,7 +220,7 @@ def plan(out: Path, datasets: list[str], seeds: list[int], variants: list[str],
         for seed in seeds:
             teacher = None
             for mode in modes:
-                mode_raw = C.apply_overrides(raw, _sets(MODES[mode][1]))
+                mode_raw = C.apply_overrides(raw, set_args(MODES[mode][1]))
                 for variant in variants:
                     if variant == "teacher" and teacher is not None:
                         continue  # one teacher per seed, whatever the modes
@@ -230,7 +230,7 @@ def plan(out: Path, datasets: list[str], seeds: list[int], variants: list[str],
                     name = "-".join(["ablation", *group.split("/"), variant, f"seed{seed}"])
                     sets = {"seed": seed, "name": name, **VARIANTS[variant][1]}
                     cfg = C.from_dict(C.apply_overrides(
-                        raw if variant == "teacher" else mode_raw, _sets(sets)))
+                        raw if variant == "teacher" else mode_raw, set_args(sets)))
                     task = Task(data, variant, seed, out / group / variant / f"seed{seed}",
                                 cfg, teacher=teacher, mode=task_mode,
                                 external_teacher=external_teacher)

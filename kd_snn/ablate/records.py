@@ -35,7 +35,7 @@ def teacher_info(path) -> tuple[Path, dict]:
     return model_path, info
 
 
-def _check_existing(task: Task) -> None:
+def check_existing(task: Task) -> None:
     """Refuse a run directory made with another config; mark finished runs done."""
     run = task.run
     if run.config_path.is_file():
@@ -46,14 +46,14 @@ def _check_existing(task: Task) -> None:
         if old != task.cfg.to_dict():
             raise KdsnnError(f"'{run.path}' holds a run with a different config (other budget "
                              f"or --set?): use another OUT directory or delete it")
-    recorded = _run_record(task).get("teacher")
-    if recorded is not None and recorded != _teacher_key(task):
+    recorded = read_run_record(task).get("teacher")
+    if recorded is not None and recorded != teacher_key(task):
         raise KdsnnError(f"'{run.path}' holds a student of another teacher ({recorded}): use "
                          f"another OUT directory or delete it")
     metrics = run.read_metrics().get(task.stage, {})
     if run.has_model(task.stage) and metrics.get("test_accuracy") is not None:
         task.status = "done"
-        task.result = _result(task)
+        task.result = run_result(task)
 
 
 def read_curve(csv_path: Path) -> list:
@@ -68,9 +68,9 @@ def read_curve(csv_path: Path) -> list:
         return []
 
 
-def _result(task: Task) -> dict:
+def run_result(task: Task) -> dict:
     m = task.run.read_metrics().get(task.stage, {})
-    extra = _run_record(task)
+    extra = read_run_record(task)
     return {"test_accuracy": m.get("test_accuracy"),
             "best_test_accuracy": m.get("best_test_accuracy"),
             "epochs": m.get("epochs"), "train_seconds": m.get("train_seconds"),
@@ -79,50 +79,50 @@ def _result(task: Task) -> dict:
             "cpu_seconds": extra.get("cpu_seconds"), "resumed": extra.get("resumed", False)}
 
 
-def _record(task: Task, wall: float, cpu: float) -> None:
+def save_record(task: Task, wall: float, cpu: float) -> None:
     """Accumulate the run's wall and CPU seconds (over resumes) in RUN/ablate_run.json."""
     path = task.path / "ablate_run.json"
-    old = _run_record(task)
+    old = read_run_record(task)
     write_json(path, {**old, "wall_seconds": round(old.get("wall_seconds", 0.0) + wall, 2),
                       "cpu_seconds": round(old.get("cpu_seconds", 0.0) + cpu, 2),
                       "resumed": bool(old.get("resumed") or task.resumed)})
 
 
-def _children_cpu() -> float:
+def children_cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
 
 
 @functools.lru_cache(maxsize=8)
-def _file_sha256(path: str) -> str:
+def file_sha256(path: str) -> str:
     from ..io import sha256_file
     return sha256_file(path)
 
 
-def _teacher_key(task: Task) -> Optional[str]:
+def teacher_key(task: Task) -> Optional[str]:
     """What a student distils from: --teacher's file hash, or its seed's teacher run."""
     if task.stage != "student":
         return None
     if task.external_teacher is not None:
-        return "sha256:" + _file_sha256(str(task.external_teacher))
+        return "sha256:" + file_sha256(str(task.external_teacher))
     return "per-seed:" + str(task.teacher.path) if task.teacher is not None else None
 
 
-def _run_record(task: Task) -> dict:
+def read_run_record(task: Task) -> dict:
     path = task.path / "ablate_run.json"
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _prepare(task: Task) -> None:
+def prepare_run(task: Task) -> None:
     task.run.path.mkdir(parents=True, exist_ok=True)
     task.run.save_config(task.cfg)
     task.resumed = task.run.state_path(task.stage).is_file()
     if task.stage == "student":
         write_json(task.path / "ablate_run.json",
-                   {**_run_record(task), "teacher": _teacher_key(task)})
+                   {**read_run_record(task), "teacher": teacher_key(task)})
 
 
-def _last_error(log: Path, code: int) -> str:
+def last_error(log: Path, code: int) -> str:
     try:
         lines = [ln for ln in log.read_text().splitlines() if ln.strip()]
     except OSError:
@@ -147,7 +147,7 @@ def budget(cfg: C.Config, teacher: Optional[dict] = None) -> dict:
             "student": stage(cfg.student), "data_options": dict(cfg.data.options)}
 
 
-def _run_budget(task: Task) -> dict:
+def run_budget(task: Task) -> dict:
     """One run's budget: its stage's epochs, optimizer and schedule, data, batch, T."""
     tc = getattr(task.cfg, task.stage)
     return {"stage": task.stage, "epochs": tc.epochs, "optimizer": tc.optimizer, "lr": tc.lr,

@@ -16,9 +16,9 @@ from ..errors import KdsnnError
 from ..io import write_bytes, write_json, write_text
 from ..rundir import RunDir
 from .plan import FAIL_ENV, FORMAT, MODES, Task, VARIANTS, WORKER
-from .records import _children_cpu, _last_error, _prepare, _record, _result, _run_budget, budget
+from .records import children_cpu, last_error, prepare_run, save_record, run_result, run_budget, budget
 from .stats import compare, refresh, stats
-from .tables import _fmt, markdown, plot
+from .tables import fmt_stat, markdown, plot
 
 
 def _cores() -> int:
@@ -120,7 +120,7 @@ class Runner:
 
     def _run_inline(self) -> None:
         while (task := self._ready()) is not None:
-            _prepare(task)
+            prepare_run(task)
             task.status = "running"
             t, cpu = time.time(), time.process_time()
             log = task.path / "ablate.log"
@@ -139,7 +139,7 @@ class Runner:
         try:
             while True:
                 while len(running) < self.jobs and (task := self._ready()) is not None:
-                    _prepare(task)
+                    prepare_run(task)
                     task.status = "running"
                     fh = open(task.path / "ablate.log", "a")
                     cmd = [sys.executable, "-m", "kd_snn.ablate", WORKER, str(task.path),
@@ -150,15 +150,15 @@ class Runner:
                     break
                 time.sleep(0.2)
                 for task, (proc, t, fh) in list(running.items()):
-                    cpu = _children_cpu()  # grows only when a child is reaped (by poll)
+                    cpu = children_cpu()  # grows only when a child is reaped (by poll)
                     if proc.poll() is None:
                         continue
-                    cpu = _children_cpu() - cpu
+                    cpu = children_cpu() - cpu
                     fh.close()
                     del running[task]
                     error = None
                     if proc.returncode != 0:
-                        error = _last_error(task.path / "ablate.log", proc.returncode)
+                        error = last_error(task.path / "ablate.log", proc.returncode)
                     self._finish(task, time.time() - t, cpu, error=error)
         finally:
             for task, (proc, _, fh) in running.items():  # interrupted: stop our workers
@@ -168,7 +168,7 @@ class Runner:
                 fh.close()
 
     def _finish(self, task: Task, wall: float, cpu: float, error: Optional[str] = None) -> None:
-        _record(task, wall, cpu)
+        save_record(task, wall, cpu)
         if error is not None:
             task.status, task.error = "failed", error
             if task.variant == "teacher":  # same config for every run: stop at once
@@ -176,7 +176,7 @@ class Runner:
                 raise KdsnnError(f"{task.key} failed: {error}")
         else:
             task.status = "done"
-            task.result = _result(task)
+            task.result = run_result(task)
         self.ran += 1
         self.write()
         self.echo(self.progress_line(task, wall))
@@ -223,7 +223,7 @@ class Runner:
                      + (" (resumed)" if task.resumed else ""))
         else:
             head += f": FAILED ({task.error})"
-        cells = [f"{v} {_fmt(s, short=True)}" for v, s in self.summary(task.group).items()
+        cells = [f"{v} {fmt_stat(s, short=True)}" for v, s in self.summary(task.group).items()
                  if s["n"]]
         return head + " | " + ", ".join(cells)
 
@@ -234,7 +234,7 @@ class Runner:
                 entry = {"data": t.data, "mode": t.mode, "group": t.group,
                          "variant": t.variant, "seed": t.seed,
                          "status": t.status, "run_dir": str(t.path),
-                         "budget": _run_budget(t), "config": t.cfg.to_dict()}
+                         "budget": run_budget(t), "config": t.cfg.to_dict()}
                 if t.status == "done":
                     entry.update(t.result)
                 else:
@@ -309,7 +309,7 @@ def _worker(argv: list[str]) -> int:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """``python -m kd_snn.ablate _worker ...``: one run in a worker process (the command
-    itself is ``kdsnn ablate``, in the app layer ``kdsnn.commands``)."""
+    itself is ``kdsnn ablate``, in the app layer ``kdsnn.ablation``)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] != [WORKER]:
         print("kdsnn: error: use 'kdsnn ablate' (this module only runs worker processes)",

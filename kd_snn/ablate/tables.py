@@ -7,7 +7,7 @@ from typing import Optional
 from .plan import VARIANTS
 
 
-def _fmt(s: dict, short: bool = False) -> str:
+def fmt_stat(s: dict, short: bool = False) -> str:
     if not s["n"]:
         return "–"
     m = 100 * s["mean"]
@@ -16,7 +16,7 @@ def _fmt(s: dict, short: bool = False) -> str:
     return f"{m:.1f}±{100 * s['std']:.1f}" if short else f"{m:.2f} ± {100 * s['std']:.2f}"
 
 
-def _budget_text(b: dict) -> str:
+def budget_text(b: dict) -> str:
     def st(s):
         return (f"{s['epochs']} epoch{'s' if s['epochs'] != 1 else ''}, {s['optimizer']} "
                 f"lr {s['lr']:g} wd {s['weight_decay']:g}, {s['scheduler']}")
@@ -28,18 +28,18 @@ def _budget_text(b: dict) -> str:
         tn = t["train_samples"]
         teacher_text = (f"one shared teacher `{t['path']}` (trained beforehand on "
                         f"{'the full train split' if tn == 'all' else f'{tn} samples'}, "
-                        f"{t['epochs']} epochs, test acc. {_pct(t['test_accuracy'])})")
+                        f"{t['epochs']} epochs, test acc. {pct(t['test_accuracy'])})")
     else:
         teacher_text = f"teacher {st(teacher)}"
     return (f"{train}, batch {b['batch_size']}, augment {'on' if b['augment'] else 'off'}; "
             f"student {st(b['student'])}; {teacher_text}; evaluated on the full test split")
 
 
-def _pct(x) -> str:
+def pct(x) -> str:
     return "–" if x is None else f"{100 * x:.2f} %"
 
 
-def _order(variant: str) -> int:
+def variant_order(variant: str) -> int:
     return list(VARIANTS).index(variant) if variant in VARIANTS else len(VARIANTS)
 
 
@@ -53,12 +53,12 @@ def paired_cells(pr: Optional[dict]) -> tuple[str, str]:
     return text, f"{pr['wins']} / {pr['losses']} / {pr['ties']}"
 
 
-def _mean_of(runs: list, key: str) -> str:
+def mean_of(runs: list, key: str) -> str:
     vals = [r[key] for r in runs if r.get(key)]
     return f"{statistics.fmean(vals):.0f}" if vals else ""
 
 
-def _curve_text(curve: list) -> str:
+def curve_text(curve: list) -> str:
     """'1: 70.1, 2: 75.3, ...' (percent, one decimal; epochs not evaluated left out)."""
     return ", ".join(f"{i + 1}: {100 * a:.1f}" for i, a in enumerate(curve) if a is not None)
 
@@ -127,7 +127,7 @@ def markdown(obj: dict) -> str:
                          + ("ran" if extra["ran"] else "were not needed")
                          + f" (threshold {extra['threshold_pp']:g} pp)")
         lines += [f"- budget (identical for every student variant): "
-                  f"{_budget_text(det['budget'])}", "",
+                  f"{budget_text(det['budget'])}", "",
                   "| variant | objective | test acc. % (mean ± std) | n | best epoch % "
                   "| Δ vs none (pp) | 2 SE (pp) | \\|Δ\\| > 2 SE | paired Δ (pp) [95 % CI] "
                   "| + / − / = | wall s / run | CPU s / run |",
@@ -138,18 +138,18 @@ def markdown(obj: dict) -> str:
             delta = f"{100 * s['delta']:+.2f}" if "delta" in s else ""
             se2 = f"{200 * s['se_delta']:.2f}" if "se_delta" in s else ""
             sig = ("yes" if s["exceeds_2se"] else "no") if "exceeds_2se" in s else ""
-            best = _fmt(s["best"]) if s.get("best") else ""
+            best = fmt_stat(s["best"]) if s.get("best") else ""
             done = [r for r in by_key.get((g, v), []) if r["status"] == "done"]
-            secs = [_mean_of(done, k) for k in ("wall_seconds", "cpu_seconds")]
+            secs = [mean_of(done, k) for k in ("wall_seconds", "cpu_seconds")]
             pd, signs = paired_cells(vs_none.get(v))
-            lines.append(f"| {v} | {VARIANTS[v][0]} | {_fmt(s)} | {s['n']} | {best} | "
+            lines.append(f"| {v} | {VARIANTS[v][0]} | {fmt_stat(s)} | {s['n']} | {best} | "
                          f"{delta} | {se2} | {sig} | {pd} | {signs} | {secs[0]} | {secs[1]} |")
         ref = obj.get("reference")
         if ref and ref != "none" and det.get("paired", {}).get(ref):
             lines += ["", f"Paired against `{ref}` ({VARIANTS[ref][0]}):", "",
                       f"| variant | pairs | paired Δ vs {ref} (pp) [95 % CI] | + / − / = |",
                       "|---|---|---|---|"]
-            for v, pr in sorted(det["paired"][ref].items(), key=lambda i: _order(i[0])):
+            for v, pr in sorted(det["paired"][ref].items(), key=lambda i: variant_order(i[0])):
                 lines.append(f"| {v} | {pr['n']} | " + " | ".join(paired_cells(pr)) + " |")
         if det.get("missing"):
             lines.append(f"\nNot finished yet ({len(det['missing'])}): "
@@ -163,7 +163,7 @@ def markdown(obj: dict) -> str:
         ext = det["budget"]["teacher"].get("external")
         if ext and ext.get("curve"):
             notes.append(f"teacher learning curve (test acc. % by epoch): "
-                         f"{_curve_text(ext['curve'])}")
+                         f"{curve_text(ext['curve'])}")
         for v in ("none", "samd_nld"):
             if v in curves:
                 pl = plateau(curves[v])
@@ -171,7 +171,7 @@ def markdown(obj: dict) -> str:
                     f" — the last {pl['epochs']} epoch(s) added {100 * pl['gain']:+.2f} pp; "
                     f"best at epoch {pl['best_epoch']}")
                 notes.append(f"`{v}` learning curve (mean over seeds, test acc. % by epoch): "
-                             f"{_curve_text(curves[v])}{tail}")
+                             f"{curve_text(curves[v])}{tail}")
         if notes:
             lines += [""] + [f"- {n}" for n in notes]
         lines.append("")
