@@ -3,7 +3,7 @@
 ``kdsnn import`` stores it in the run as ``student/model.nir``, rewritten in kdsnn's own
 NIR conventions (so it reads back exactly, with no import options) after it was fitted to
 the run's data set here; ``student/imported.json`` records the original file and options.
-From then on ``export.pipeline.load_student`` hands the graph to quantize, export, parity
+From then on ``kdsnn.runs.load_student`` hands the graph to quantize, export, parity
 and report exactly as it hands them a distilled student's folded graph.
 """
 from __future__ import annotations
@@ -43,6 +43,7 @@ def fit_to_data(graph: DeployGraph, input_shape: tuple, classes: int, time_steps
     n = int(np.prod(out.shape))
     if n != classes:
         raise KdsnnError(f"{what} has {n} outputs; the data set has {classes} classes")
+    graph = fold_thresholds(graph)
     meta = dict(graph.metadata)
     meta["imported"] = True
     layers = tuple(graph.layers)
@@ -57,6 +58,51 @@ def fit_to_data(graph: DeployGraph, input_shape: tuple, classes: int, time_steps
         return DeployGraph(shape, layers, int(time_steps), encoding, meta)
     except ValueError as exc:
         raise KdsnnError(f"{what}: {exc}") from None
+
+
+def fold_thresholds(graph: DeployGraph) -> DeployGraph:
+    """``graph`` with each spiking layer's per-neuron thresholds folded into its incoming
+    weights and bias where that is exact, so that Loihi's one threshold per population
+    holds it.
+
+    A neuron of threshold ``thr_j`` (reset to zero, strict ``v > thr``) spikes exactly
+    when the same neuron with its input weights and bias multiplied by ``k_j = thr / thr_j``
+    spikes at threshold ``thr`` (``u`` and ``v`` are linear in them and scale by ``k_j``;
+    the reset to zero is scale-free; ``k_j > 0`` keeps the comparison), whatever its decays.
+    ``thr`` is the layer's largest threshold.  Where it is done: all thresholds positive;
+    every incoming connection dense (a row per neuron) or a convolution whose thresholds
+    are one per output channel (a kernel per channel).  Elsewhere the layer is left as it
+    is (``loihi_problems`` names it).  The folded layers are listed in
+    ``metadata["folded_thresholds"]``.
+    """
+    layers, folded = [], []
+    for layer in graph.layers:
+        thr = np.asarray(layer.threshold, dtype=np.float64)
+        if not layer.spiking or np.all(thr == thr.flat[0]) or np.any(thr <= 0):
+            layers.append(layer)
+            continue
+        k = thr.max() / thr  # per neuron, of the layer's shape
+        per_channel = len(layer.shape) == 3 and np.all(
+            k.reshape(k.shape[0], -1) == k.reshape(k.shape[0], -1)[:, :1])
+        kinds = {c.kind for c in layer.connections}
+        if not kinds <= {"dense", "conv"} or ("conv" in kinds and not per_channel):
+            layers.append(layer)
+            continue
+        conns = []
+        for c in layer.connections:
+            if c.kind == "dense":
+                w = c.weight * k.reshape(-1, 1)
+            else:
+                w = c.weight * k.reshape(k.shape[0], -1)[:, 0].reshape(-1, 1, 1, 1)
+            conns.append(Connection(c.source, c.kind, w, c.stride, c.padding, c.kernel))
+        layers.append(NeuronLayer(layer.name, layer.shape, tuple(conns), layer.bias * k,
+                                  layer.alpha, layer.beta, np.full(layer.shape, thr.max()),
+                                  layer.spiking))
+        folded.append(layer.name)
+    if not folded:
+        return graph
+    meta = dict(graph.metadata, folded_thresholds=folded)
+    return graph.replace(layers=tuple(layers), metadata=meta)
 
 
 def load_imported(path) -> DeployGraph:
@@ -76,6 +122,21 @@ def loihi_problems(graph: DeployGraph) -> list:
         for key in ("alpha", "beta", "threshold"):
             v = np.asarray(getattr(layer, key))
             if v.size and np.any(v != v.flat[0]):
-                problems.append(f"layer '{layer.name}' has per-neuron {key} values (Loihi "
-                                f"has one per layer)")
+                problems.append(heterogeneous(layer.name, key, v))
     return problems
+
+
+#: the Loihi LIF field each kdsnn neuron parameter becomes, and why one value per layer
+_LOIHI_FIELD = {"alpha": "du (current decay)", "beta": "dv (voltage decay)",
+                "threshold": "vth (threshold)"}
+
+
+def heterogeneous(name: str, key: str, values) -> str:
+    """The one sentence why Loihi cannot hold layer ``name``'s varying ``key`` values."""
+    v = np.asarray(values, dtype=np.float64)
+    why = ("; per-channel thresholds fold into the weights only where every input is a "
+           "dense or convolution connection with positive thresholds, one per output "
+           "channel") if key == "threshold" else ""
+    return (f"layer '{name}' has {key} from {v.min():.6g} to {v.max():.6g} across its "
+            f"neurons; Loihi's LIF has one {_LOIHI_FIELD.get(key, key)} per population"
+            f"{why}")

@@ -312,9 +312,29 @@ def read_nir(path, type_check: bool = True) -> nir.NIRGraph:
     _check_file(path)
     try:
         return nir.read(str(path), type_check=type_check)
-    except Exception as exc:  # noqa: BLE001 - any parse error is a bad file
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise KdsnnError(f"cannot read NIR file {path}: {msg}") from None
+    except Exception:  # noqa: BLE001 - any parse error is a bad file
+        where = _unreadable_node(path)
+        raise KdsnnError(f"cannot read NIR file {path}: nir's reader cannot build "
+                         f"{where or 'a graph from it'} (its fields do not have NIR 1.0's "
+                         "form)") from None
+
+
+def _unreadable_node(path: Path) -> str:
+    """"node 'k' (Type)" for the first node nir's reader fails on ('' if none alone)."""
+    import h5py
+    from nir.serialization import read_node
+    try:
+        with h5py.File(str(path), "r") as f:
+            for key, group in f["node/nodes"].items():
+                try:
+                    read_node(group)
+                except Exception:  # noqa: BLE001
+                    typ = group["type"][()]
+                    typ = typ.decode(errors="replace") if isinstance(typ, bytes) else typ
+                    return f"node '{key}' ({typ})"
+    except Exception:  # noqa: BLE001
+        return ""
+    return ""
 
 
 # --------------------------------------------------------------------------- import
@@ -363,6 +383,7 @@ def _check_file(path: Path) -> None:
                 raise KdsnnError(f"cannot read NIR file {path}: the graph has no 'nodes'")
             known = {n for n in dir(nir) if isinstance(getattr(nir, n), type)
                      and issubclass(getattr(nir, n), nir.NIRNode)}
+            kinds: dict = {}
             for key, node in nodes.items():
                 typ = node.get("type") if isinstance(node, h5py.Group) else None
                 if not isinstance(typ, h5py.Dataset) or typ.size > 64:
@@ -372,6 +393,7 @@ def _check_file(path: Path) -> None:
                 if typ not in known:
                     raise KdsnnError(f"cannot read NIR file {path}: node '{key}' has unknown "
                                      f"type {typ!r:.40} (not a NIR node type)")
+                kinds[key] = typ
             root.visititems(visit)
             if len(objects) > MAX_NODES:
                 raise KdsnnError(f"cannot read NIR file {path}: more than {MAX_NODES} objects")
@@ -385,12 +407,127 @@ def _check_file(path: Path) -> None:
                     raise KdsnnError(f"cannot read NIR file {path}: dataset {obj.name} declares shape "
                                      f"{obj.shape} (absurdly large; limits "
                                      f"{MAX_ELEMENTS} elements, {MAX_NIR_BYTES} bytes)")
+            for key, typ in kinds.items():
+                if typ != "NIRGraph":
+                    _check_fields(nodes[key], str(key), typ, f"NIR file {path}")
     except KdsnnError:
         raise
-    except Exception as exc:  # noqa: BLE001 - truncated / corrupt HDF5
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise KdsnnError(f"cannot read NIR file {path} (truncated or corrupt HDF5: "
-                         f"{msg})") from None
+    except Exception:  # noqa: BLE001 - truncated / corrupt HDF5
+        raise KdsnnError(f"cannot read NIR file {path}: truncated or corrupt HDF5 (h5py "
+                         "cannot read its objects)") from None
+
+
+#: the array fields of each NIR node type kdsnn reads: name -> (ranks allowed, kind);
+#: kind 'num' (finite real numbers), 'int' (finite integers), 'pos' (integers >= 1), 'pad'
+#: (integers or a string),
+#: optional fields marked by a trailing '?' on the name
+_FIELDS = {
+    "Affine": {"weight": ((2,), "num"), "bias?": ((0, 1), "num")},
+    "Linear": {"weight": ((2,), "num")},
+    "Conv2d": {"weight": ((4,), "num"), "bias?": ((0, 1), "num"), "stride": ((0, 1), "pos"),
+               "padding": ((0, 1), "pad"), "dilation": ((0, 1), "pos"),
+               "groups": ((0, 1), "pos"), "input_shape?": ((0, 1), "pos")},
+    "Conv1d": {"weight": ((3,), "num"), "bias?": ((0, 1), "num")},
+    "SumPool2d": {"kernel_size": ((0, 1), "pos"), "stride": ((0, 1), "pos"),
+                  "padding": ((0, 1), "int")},
+    "AvgPool2d": {"kernel_size": ((0, 1), "pos"), "stride": ((0, 1), "pos"),
+                  "padding": ((0, 1), "int")},
+    "Flatten": {"start_dim": ((0, 1), "int"), "end_dim": ((0, 1), "int"),
+                "input_type?": ((0, 1), "int")},
+    "Scale": {"scale": ((0, 1, 2, 3, 4), "num")},
+    "IF": {"r": ((0, 1, 2, 3), "num"), "v_threshold": ((0, 1, 2, 3), "num"),
+           "v_reset?": ((0, 1, 2, 3), "num")},
+    "LIF": {k: ((0, 1, 2, 3), "num") for k in ("tau", "r", "v_leak", "v_threshold",
+                                               "v_reset?")},
+    "CubaLIF": {k: ((0, 1, 2, 3), "num") for k in ("tau_syn", "tau_mem", "r", "v_leak",
+                                                   "v_threshold", "v_reset?", "w_in?")},
+    "Input": {"shape?": ((0, 1), "int")},
+    "Output": {"shape?": ((0, 1), "int")},
+}
+_INT_LIMIT = 2 ** 31
+
+
+def _field_problem(value, name: str, ranks: tuple, kind: str) -> Optional[str]:
+    """Why the array ``value`` cannot be the field ``name`` (None when it can)."""
+    arr = np.asarray(value) if not isinstance(value, np.ndarray) else value
+    if isinstance(value, (str, bytes)) or arr.dtype.kind in "SUO":
+        if kind == "pad" and isinstance(value, (str, bytes)) or (
+                kind == "pad" and arr.ndim == 0 and arr.dtype.kind in "SUO"):
+            return None
+        return f"{name} is text ({str(value)[:20]!r}), not numbers"
+    if arr.dtype.kind == "c":
+        return f"{name} holds complex numbers (NIR parameters are real)"
+    if arr.dtype.kind not in "biuf":
+        return f"{name} has data type {arr.dtype}, not numbers"
+    if arr.ndim not in ranks:
+        return (f"{name} has rank {arr.ndim} (shape {arr.shape}); NIR's field has rank "
+                f"{' or '.join(str(r) for r in ranks)}")
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            what = "NaN" if np.isnan(arr).any() else "infinite values"
+            return f"{name} holds {what} ({int(bad.sum())} of {arr.size})"
+    if kind in ("int", "pad", "pos"):
+        if np.any(arr != np.round(arr)) or np.any(np.abs(arr) >= _INT_LIMIT):
+            return f"{name} holds {arr.reshape(-1)[:4].tolist()}, not integers"
+    if kind == "pos" and np.any(arr < 1):
+        return f"{name} holds {arr.reshape(-1)[:4].tolist()}; it must be at least 1"
+    return None
+
+
+def _check_fields(node, key: str, typ: str, where: str) -> None:
+    """The node's stored fields against ``_FIELDS`` (HDF5 group before ``nir.read``, or a
+    node object): present, numbers (not text or complex), finite, of NIR's rank."""
+    schema = _FIELDS.get(typ, {})
+    is_group = not isinstance(node, nir.NIRNode)
+    names = set(node.keys()) if is_group else set(vars(node))
+    for field, (ranks, kind) in schema.items():
+        name = field.rstrip("?")
+        if name not in names or (not is_group and getattr(node, name) is None):
+            if field.endswith("?"):
+                continue
+            raise KdsnnError(f"NIR import: node '{key}' ({typ}) has no '{name}' (a {typ} "
+                             f"needs it); the {where} does not follow NIR 1.0")
+        value = node[name] if is_group else getattr(node, name)
+        if isinstance(value, dict):  # a type dict of a node object (checked where read)
+            continue
+        if is_group:
+            import h5py
+            if not isinstance(value, h5py.Dataset):
+                raise KdsnnError(f"NIR import: node '{key}' ({typ}) field '{name}' is a "
+                                 "group, not an array")
+            value = value[()]
+        problem = _field_problem(value, f"'{name}'", ranks, kind)
+        if problem:
+            raise KdsnnError(f"NIR import: node '{key}' ({typ}) cannot be imported: its "
+                             f"{problem}")
+    if typ in ("IF", "LIF", "CubaLIF"):  # nir asserts one shape for all parameters
+        shapes = {}
+        for field in schema:
+            name = field.rstrip("?")
+            if name in names:
+                value = node[name] if is_group else getattr(node, name)
+                shapes[name] = tuple(np.shape(value))
+        if len(set(shapes.values())) > 1:
+            listed = ", ".join(f"{n} {s}" for n, s in shapes.items())
+            raise KdsnnError(f"NIR import: node '{key}' ({typ}) cannot be imported: its "
+                             f"parameters have different shapes ({listed})")
+    # fields outside the table (other node types, extra arrays): numbers must be real, finite
+    for name in sorted(names - {f.rstrip("?") for f in schema} - {"type", "metadata",
+                                                                  "input_type",
+                                                                  "output_type"}):
+        value = node[name] if is_group else getattr(node, name)
+        if is_group:
+            import h5py
+            if not isinstance(value, h5py.Dataset):
+                continue
+            value = value[()]
+        if not isinstance(value, np.ndarray) or value.dtype.kind not in "fc":
+            continue
+        problem = _field_problem(value, f"'{name}'", (value.ndim,), "num")
+        if problem:
+            raise KdsnnError(f"NIR import: node '{key}' ({typ}) cannot be imported: its "
+                             f"{problem}")
 
 
 def _scalar(x):
@@ -439,8 +576,8 @@ def _restore(node, derived: tuple, name: str) -> dict:
     if all(f"kdsnn_{k}" in meta for k in _PARAMS):
         for key in _PARAMS:
             stored = _f64(meta[f"kdsnn_{key}"])
-            if not np.allclose(stored, out[key], rtol=1e-6,
-                                                        atol=1e-9):
+            if stored.shape != np.shape(out[key]) or not np.allclose(
+                    stored, out[key], rtol=1e-6, atol=1e-9):
                 raise KdsnnError(f"NIR import: node '{name}' {key} in metadata disagrees "
                                  "with its NIR parameters (edited file?)")
             out[key] = stored
@@ -473,9 +610,11 @@ def nir_to_graph(source: Union[nir.NIRGraph, str, os.PathLike],
         return _nir_to_graph(source, dt)
     except RecursionError:
         raise KdsnnError("NIR import: the graph is nested too deeply") from None
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise KdsnnError(f"NIR import: {msg}") from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError):
+        # never Python's own text: the checks above name what they find; this is the rest
+        raise KdsnnError("NIR import: the graph's nodes or metadata have values of an "
+                         "unexpected form (the file does not follow NIR 1.0's fields)") \
+            from None
 
 
 _WHY_NOT = {
@@ -497,6 +636,36 @@ def _why_not(key: str, node) -> KdsnnError:
     kind = type(node).__name__
     why = _WHY_NOT.get(kind, "kdsnn has no such connection")
     return KdsnnError(f"NIR import: node '{key}' ({kind}) cannot be imported: {why}")
+
+
+def _meta_number(meta: dict, key: str) -> float:
+    """A finite real number from the graph's metadata, or a KdsnnError naming it."""
+    raw = _scalar(meta[key])
+    try:
+        val = float(raw.decode() if isinstance(raw, bytes) else raw)
+    except (TypeError, ValueError):
+        raise KdsnnError(f"NIR import: the file's metadata {key} = {str(raw)[:30]!r} is "
+                         "not a number") from None
+    if not np.isfinite(val):
+        raise KdsnnError(f"NIR import: the file's metadata {key} = {val} is not finite")
+    return val
+
+
+_RESET_KEYS = ("reset", "reset_mechanism", "reset_method", "reset_mode")
+
+
+def _check_reset_semantics(meta: dict, where: str, key: Optional[str] = None) -> None:
+    """A reset the metadata states as subtractive (``reset_mechanism = "subtract"``, ...):
+    Loihi's LIF (and kdsnn's neuron) resets the membrane to zero."""
+    for k in _RESET_KEYS:
+        if k in (meta or {}):
+            val = _scalar(meta[k])
+            val = val.decode(errors="replace") if isinstance(val, bytes) else str(val)
+            if "subtract" in val.lower() or "soft" in val.lower():
+                node = f"node '{key}' " if key else ""
+                raise KdsnnError(f"NIR import: {node}{where} field '{k}' = {val[:20]!r}: a "
+                                 "subtractive reset; Loihi's LIF (and kdsnn) reset the "
+                                 "membrane to zero")
 
 
 def _shape_of(value, what: str) -> tuple:
@@ -548,6 +717,7 @@ def _validate(g) -> tuple:
             if isinstance(val, np.ndarray) and val.size > MAX_ELEMENTS:
                 raise KdsnnError(f"NIR import: node '{key}' {attr} has {val.size} elements "
                                  f"(more than {MAX_ELEMENTS})")
+        _check_fields(node, str(key), type(node).__name__, "graph")
     inputs = [k for k, n in g.nodes.items() if isinstance(n, nir.Input)]
     outputs = [k for k, n in g.nodes.items() if isinstance(n, nir.Output)]
     if len(inputs) != 1 or len(outputs) != 1:
@@ -591,6 +761,7 @@ def _validate(g) -> tuple:
 
 
 def _check_neuron(key: str, node) -> None:
+    _check_reset_semantics(getattr(node, "metadata", None) or {}, "metadata", key)
     reset = getattr(node, "v_reset", None)
     if reset is not None and np.any(_f64(reset) != 0):
         raise KdsnnError(f"NIR import: node '{key}' ({type(node).__name__}) resets to "
@@ -863,7 +1034,12 @@ def linear_chain(keys: list, nodes: dict, src_shape: tuple, source: str) -> tupl
             raise KdsnnError(f"NIR import: the path {path} is not a connection kdsnn can "
                              "express (Conv2d, SumPool2d/AvgPool2d, Flatten, "
                              "Linear/Affine, Scale)")
-        c = conv(c, key, node)
+        try:
+            c = conv(c, key, node)
+        except (ValueError, TypeError, IndexError, AttributeError, OverflowError):
+            raise KdsnnError(f"NIR import: node '{key}' ({type(node).__name__}) has "
+                             "parameters that do not fit its input of shape "
+                             f"{c.shape}") from None
         c.keys.append(key)
     conn = c.connection(source)
     # the composition against the nodes one by one (float64, seeded random inputs)
@@ -897,8 +1073,9 @@ def _nir_to_graph(source: Union[nir.NIRGraph, str, os.PathLike],
     g = source if isinstance(source, nir.NIRGraph) else read_nir(source, type_check=False)
     in_node, out_node, preds, succs, topo = _validate(g)
     meta = dict(g.metadata or {})
+    _check_reset_semantics(meta, "the graph's metadata")
     if "dt" in meta:
-        file_dt = float(_scalar(meta["dt"]))
+        file_dt = _meta_number(meta, "dt")
         if dt is not None and not np.isclose(float(dt), file_dt, rtol=1e-12, atol=0):
             raise KdsnnError(f"NIR import: the file states dt = {file_dt:g}, "
                              f"but dt = {float(dt):g} was asked for")
@@ -1082,7 +1259,13 @@ def _nir_to_graph(source: Union[nir.NIRGraph, str, os.PathLike],
         deploy_meta = json.loads(deploy_meta) if deploy_meta else {}
     except (TypeError, ValueError):
         deploy_meta = {}
-    stated = int(_scalar(meta["time_steps"])) if "time_steps" in meta else None
+    stated = None
+    if "time_steps" in meta:
+        stated = _meta_number(meta, "time_steps")
+        if stated != int(stated) or not 1 <= stated <= 1_000_000:
+            raise KdsnnError(f"NIR import: the file's metadata time_steps = {stated:g} is "
+                             "not a whole number of steps from 1 to 1000000")
+        stated = int(stated)
     if not isinstance(deploy_meta, dict):
         deploy_meta = {}
     deploy_meta = dict(deploy_meta, nir_source={"dt": dt, "time_steps": stated})
