@@ -105,7 +105,8 @@ def make_loss():
         loss = DistillLoss()  # paper preset: CE + SAMD + NLD (weights 1, 1, 1)
 
         def fn(s_logits, s_spikes, t_logits, t_fmap, t_w, y):
-            return loss(s_logits, s_spikes, t_logits, t_fmap, t_w, y)[0]
+            return loss(s_logits, target=y, teacher_logits=t_logits, student_spikes=s_spikes,
+                        teacher_fmap=t_fmap, teacher_classifier_weight=t_w)[0]
         return fn, f"kd_snn.losses.DistillLoss() ({', '.join(loss.active())})"
     except ImportError:
         def fn(s_logits, s_spikes, t_logits, t_fmap, t_w, y):

@@ -457,12 +457,20 @@ class DistillLoss(nn.Module):
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={self.weights[k]:g}" for k in self.active())
 
-    def forward(self, student_logits: Tensor, student_spikes: Optional[Tensor],
-                teacher_logits: Optional[Tensor], teacher_fmap: Optional[Tensor],
-                teacher_classifier_weight: Optional[Tensor], target: Optional[Tensor],
+    def forward(self, student_logits: Tensor, *, target: Optional[Tensor] = None,
+                teacher_logits: Optional[Tensor] = None,
+                student_spikes: Optional[Tensor] = None,
+                teacher_fmap: Optional[Tensor] = None,
+                teacher_classifier_weight: Optional[Tensor] = None,
                 student_classifier_weight: Optional[Tensor] = None,
                 generator: Optional[torch.Generator] = None) -> tuple[Tensor, dict[str, Tensor]]:
-        """Return ``(total, parts)``.
+        """Return ``(total, parts)``; every input but the student's logits by keyword.
+
+        ``target``: labels (B,) for CE; ``teacher_logits`` (B, K) for NLD and logit KD;
+        ``student_spikes`` (T, B, C, H, W) and ``teacher_fmap`` (B, C', H', W') with
+        ``teacher_classifier_weight`` (K, C') for SAMD (and the feature and CAM-CAM terms,
+        CAM-CAM also with ``student_classifier_weight``); ``generator`` seeds NLD's noise.
+        A term whose inputs are missing raises ``ValueError`` naming them.
 
         ``parts`` maps each active term name to its *unweighted* value and ``"total"`` to the
         weighted sum, all as detached 0-dim tensors (call ``float()`` when logging; no

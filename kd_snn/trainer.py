@@ -230,8 +230,9 @@ class Stage:
         with torch.no_grad():
             t_logits, t_fmap = self.teacher.forward_features(teacher_input(x, kind))
         s_logits, s_spikes = self.forward(student_input(x, self.cfg, kind, gen).to(self.device))
-        loss, parts = self.criterion(s_logits, s_spikes, t_logits, t_fmap,
-                                     self.teacher.classifier_weight, y,
+        loss, parts = self.criterion(s_logits, target=y, teacher_logits=t_logits,
+                                     student_spikes=s_spikes, teacher_fmap=t_fmap,
+                                     teacher_classifier_weight=self.teacher.classifier_weight,
                                      student_classifier_weight=self.model.classifier_weight,
                                      generator=nld_gen)
         return loss, s_logits, {k: float(v) for k, v in parts.items()}

@@ -214,12 +214,18 @@ def _batch(B=2, K=4, T=3, Cs=3, Ct=5, H=2, W=2, grad_teacher=True):
     return s_logits, spikes, t_logits, t_fmap, t_w, target, s_w
 
 
+def _kw(spikes, t_logits, t_fmap, t_w, target, s_w=None) -> dict:
+    """DistillLoss's keyword inputs from :func:`_batch`'s tensors."""
+    return dict(student_spikes=spikes, teacher_logits=t_logits, teacher_fmap=t_fmap,
+                teacher_classifier_weight=t_w, target=target, student_classifier_weight=s_w)
+
+
 def test_gradients_flow_to_student_only():
     s_logits, spikes, t_logits, t_fmap, t_w, target, s_w = _batch()
     cfg = {"ce": 1.0, "samd": 1.0, "nld": 1.0, "logit_kd": 0.5, "camcam": 0.5, "feature": 0.5,
            "student_channels": 3, "teacher_channels": 5}
     crit = L.DistillLoss(cfg)
-    total, parts = crit(s_logits, spikes, t_logits, t_fmap, t_w, target, s_w,
+    total, parts = crit(s_logits, **_kw(spikes, t_logits, t_fmap, t_w, target, s_w),
                         generator=torch.Generator().manual_seed(0))
     total.backward()
     for t in (t_logits, t_fmap, t_w):
@@ -251,7 +257,7 @@ def test_presets(name, active):
     crit = L.DistillLoss.from_preset(name, **over)
     assert crit.active() == active
     s_logits, spikes, t_logits, t_fmap, t_w, target, s_w = _batch(grad_teacher=False)
-    total, parts = crit(s_logits, spikes, t_logits, t_fmap, t_w, target, s_w,
+    total, parts = crit(s_logits, **_kw(spikes, t_logits, t_fmap, t_w, target, s_w),
                         generator=torch.Generator().manual_seed(0))
     assert set(parts) == set(active) | {"total"}
     assert torch.isfinite(total)
@@ -264,7 +270,7 @@ def test_default_is_paper_and_matches_manual_sum():
     assert crit.active() == ("ce", "samd", "nld")
     assert L.PRESETS["samd_nld"] == {k: crit.weights[k] for k in L.WEIGHT_KEYS}
     s_logits, spikes, t_logits, t_fmap, t_w, target, _ = _batch(grad_teacher=False)
-    total, _ = crit(s_logits, spikes, t_logits, t_fmap, t_w, target,
+    total, _ = crit(s_logits, **_kw(spikes, t_logits, t_fmap, t_w, target),
                     generator=torch.Generator().manual_seed(5))
     manual = (L.cross_entropy(s_logits, target)
               + L.samd(L.student_sam(spikes), L.teacher_cam(t_fmap, t_w, t_logits))
@@ -275,10 +281,11 @@ def test_default_is_paper_and_matches_manual_sum():
 def test_unused_inputs_may_be_none():
     crit = L.DistillLoss.from_preset("logit_kd")
     s_logits, _, t_logits, _, _, target, _ = _batch(grad_teacher=False)
-    total, parts = crit(s_logits, None, t_logits, None, None, target)
+    total, parts = crit(s_logits, teacher_logits=t_logits, target=target)
     assert set(parts) == {"ce", "logit_kd", "total"}
     with pytest.raises(ValueError, match="camcam.*student_classifier_weight"):
-        L.DistillLoss.from_preset("camcam")(*_batch()[:6])
+        b = _batch()
+        L.DistillLoss.from_preset("camcam")(b[0], **_kw(*b[1:6]))
 
 
 @pytest.mark.parametrize("cfg,key", [

@@ -71,7 +71,8 @@ def test_samd_batch_norm_equals_reference():
     got = L.samd(L.student_sam(student), L.teacher_cam(fmap, w_t, z_t), 2.0, norm="batch")
     assert float(got) == pytest.approx(float(want), **F32)
     total, parts = L.DistillLoss({"preset": "samd", "samd_norm": "batch", "ce": 0.0})(
-        z_s, student, z_t, fmap, w_t, None)
+        z_s, student_spikes=student, teacher_logits=z_t, teacher_fmap=fmap,
+        teacher_classifier_weight=w_t)
     assert float(parts["samd"]) == pytest.approx(float(want), **F32)
     per_sample = L.samd(L.student_sam(student), L.teacher_cam(fmap, w_t, z_t), 2.0)
     assert abs(float(per_sample) - float(want)) > 1e-4  # the option changes the loss
@@ -102,7 +103,8 @@ def test_camcam_reference_detached_weight():
     spikes, weight = student.clone().requires_grad_(True), w_s.clone().requires_grad_(True)
     loss = L.DistillLoss({"preset": "camcam", "samd_norm": "batch", "camcam_detach": True,
                           "ce": 0.0})
-    total, parts = loss(z_s, spikes, z_t, fmap, w_t, None, student_classifier_weight=weight)
+    total, parts = loss(z_s, student_spikes=spikes, teacher_logits=z_t, teacher_fmap=fmap,
+                        teacher_classifier_weight=w_t, student_classifier_weight=weight)
     assert float(parts["camcam"]) == pytest.approx(float(want), **F32)
     total.backward()
     assert weight.grad is None and spikes.grad.abs().sum() > 0
