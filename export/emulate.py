@@ -250,6 +250,38 @@ def lif_layer(a: torch.Tensor, du: int, dv: int, bias_eff: torch.Tensor, vth: in
     return spikes, v.to(torch.int64)
 
 
+def lif_layer_recurrent(a, recurrent: list, du: int, dv: int, bias_eff, vth: int,
+                        stats: Optional[dict] = None) -> tuple:
+    """:func:`lif_layer` of a layer with recurrent connections (``_Synapse`` objects whose
+    source is the layer): at step t its input is ``a[t]`` plus what they make of its spikes
+    of step t - 1 (nothing at t = 0), summed in int32 as Lava's ``a_in`` port sums its
+    messages; then :func:`lif_step`.  Lava: the recurrent Dense delivers one step after
+    the spike, the same delay (``hardware.lava_sim``)."""
+    a = a.to(torch.int64)
+    u = torch.zeros_like(a[0])
+    v = torch.zeros_like(u)
+    prev = torch.zeros(a.shape[1:], dtype=torch.bool, device=a.device)
+    spikes = torch.empty(a.shape, dtype=torch.bool, device=a.device)
+    peak_u = peak_v = 0
+    overflow = False
+    for t in range(a.shape[0]):
+        a_t = a[t]
+        if t > 0:
+            for sy in recurrent:
+                a_t = wrap32(a_t + sy(prev).reshape(a_t.shape))
+        s, u, v, raw_v, raw_u = lif_step(a_t, u, v, du, dv, bias_eff, vth)
+        spikes[t] = s
+        prev = s
+        if stats is not None:
+            mu, mv = int(raw_u.abs().max()), int(raw_v.abs().max())
+            peak_u, peak_v = max(peak_u, mu), max(peak_v, mv)
+            if mu >= UV_MAX or mv >= UV_MAX - 1 or (stats.get("readout") and bool(s.any())):
+                overflow = True
+    if stats is not None:
+        stats.update(max_u=peak_u, max_v=peak_v, overflow=overflow)
+    return spikes, v
+
+
 def _lif_layer_steps(a, du, dv, bias_eff, vth, stats) -> tuple:
     """:func:`lif_layer` step by step in int64 (any input, the wraps always applied)."""
     u = torch.zeros_like(a[0])
@@ -283,8 +315,9 @@ def emulate(qgraph: QuantGraph, x_int_seq, record: bool = True,
 
     Layer by layer: the graph has no recurrence between layers, so a layer's synaptic
     input for all T steps is one batched convolution over the T x B spikes of its
-    sources, and only the neuron update loops over time.  Sources are dropped once
-    their last reader ran.
+    sources, and only the neuron update loops over time (a layer recurrent onto itself
+    adds its recurrent synapses' output of the previous step's spikes in that loop).
+    Sources are dropped once their last reader ran.
     """
     device = torch.device(device) if device is not None else torch.device("cpu")
     x_seq = torch.as_tensor(x_int_seq).to(device=device, dtype=torch.int64)
@@ -293,7 +326,10 @@ def emulate(qgraph: QuantGraph, x_int_seq, record: bool = True,
     acts = {INPUT: x_seq}
     rec = {}
     for i, layer in enumerate(qgraph.layers):
-        syns = [_Synapse(conn, device) for conn in layer.connections]
+        syns = [_Synapse(conn, device) for conn in layer.connections
+                if conn.source != layer.name]
+        recurrent = [_Synapse(conn, device) for conn in layer.connections
+                     if conn.source == layer.name]
         bound = sum(sy.out_bound for sy in syns)
         exact = all(sy.float_ok for sy in syns) and bound < 1 << 31
         out_dtype = torch.float32 if bound <= FLOAT32_EXACT else torch.float64
@@ -308,7 +344,11 @@ def emulate(qgraph: QuantGraph, x_int_seq, record: bool = True,
             a = wrap32(a)
         bias = torch.as_tensor(layer.bias_effective(), dtype=torch.int64, device=device)
         layer_stats = {"readout": not layer.spiking} if stats is not None else None
-        spikes, v = lif_layer(a, layer.du, layer.dv, bias, layer.vth, layer_stats)
+        if recurrent:  # its input at step t needs its own spikes of step t - 1
+            spikes, v = lif_layer_recurrent(a, recurrent, layer.du, layer.dv, bias,
+                                            layer.vth, layer_stats)
+        else:
+            spikes, v = lif_layer(a, layer.du, layer.dv, bias, layer.vth, layer_stats)
         del a
         if stats is not None:
             stats[layer.name] = {k: layer_stats[k] for k in ("max_u", "max_v", "overflow")}

@@ -177,7 +177,8 @@ class QuantGraph(LayerLookup):
         """Synapses from the input to each layer; raises if paths differ (unbalanced)."""
         depth = {INPUT: 0}
         for layer in self.layers:
-            ds = {depth[c.source] + 1 for c in layer.connections}
+            ds = {depth[c.source] + 1 for c in layer.connections
+                  if c.source != layer.name}  # a recurrent (self) connection adds none
             if len(ds) != 1:
                 raise ValueError(f"layer '{layer.name}' has fan-in paths of different "
                                  f"latency {sorted(ds)}; run export.latency.balance_latency "

@@ -5,6 +5,12 @@ Lava, the integer emulation, the energy analyzer).  It mirrors what Loihi runs:
 groups of neurons, each with per-neuron parameters, receiving the sum of one or
 more synaptic connections (fan-in expresses residual sums).  Validation happens
 at construction, so a graph that exists is well formed.
+
+Recurrence.  A dense connection whose source is its own layer is *recurrent*: at step t
+it carries the layer's spikes of step t - 1 (none at t = 0), as snntorch's RLeaky /
+RSynaptic and norse's recurrent cells run and as NIR graphs write it (a cycle
+neuron -> Linear/Affine -> the same neuron).  On Loihi (Lava) a Dense on such a cycle
+delivers one step later, which is exactly this delay (``hardware.lava_sim``).
 """
 from __future__ import annotations
 
@@ -109,6 +115,12 @@ class NeuronLayer:
             raise ValueError(f"layer '{self.name}': decays must lie in [0, 1]")
 
 
+def is_recurrent(conn, layer) -> bool:
+    """Whether ``conn`` (a connection of ``layer``) is recurrent: it reads the layer's own
+    spikes of the previous step."""
+    return conn.source == layer.name
+
+
 class LayerLookup:
     """Navigation shared by the float ``DeployGraph`` and the integer ``QuantGraph``."""
 
@@ -124,6 +136,10 @@ class LayerLookup:
 
     def source_shape(self, source: str) -> tuple:
         return self.input_shape if source == INPUT else self.layer(source).shape
+
+    def has_recurrence(self) -> bool:
+        """Whether some layer has a recurrent (self-source) connection."""
+        return any(is_recurrent(c, l) for l in self.layers for c in l.connections)
 
     def last_readers(self) -> dict:
         """Source name -> index of the last layer that reads it (when it can be freed, in
@@ -141,6 +157,18 @@ class LayerLookup:
             if layer.name in shapes:
                 raise ValueError(f"duplicate layer name '{layer.name}'")
             for conn in layer.connections:
+                if is_recurrent(conn, layer):  # its own spikes of the previous step
+                    if conn.kind != "dense" or not layer.spiking:
+                        raise ValueError(f"layer '{layer.name}' has a recurrent {conn.kind} "
+                                         "connection; recurrence is a dense connection of a "
+                                         "spiking layer to itself")
+                    got = conn.out_shape(layer.shape)
+                    if got != layer.shape:
+                        raise ValueError(f"recurrent connection of '{layer.name}' gives "
+                                         f"shape {got}, layer has {layer.shape}")
+                    if check_connection is not None:
+                        check_connection(conn)
+                    continue
                 if conn.source not in shapes:
                     raise ValueError(f"layer '{layer.name}' reads '{conn.source}', "
                                      "which is not an earlier layer")
@@ -150,6 +178,8 @@ class LayerLookup:
                                      f"{got}, layer has {layer.shape}")
                 if check_connection is not None:
                     check_connection(conn)
+            if all(is_recurrent(c, layer) for c in layer.connections):
+                raise ValueError(f"layer '{layer.name}' has only a recurrent input")
             shapes[layer.name] = layer.shape
         if not self.layers:
             raise ValueError("graph has no layers")
@@ -199,10 +229,13 @@ def run_float(graph: DeployGraph, x_seq: torch.Tensor, record: bool = False):
               for layer in graph.layers}
     spikes = {layer.name: [] for layer in graph.layers}
     readout = torch.zeros(B, *graph.output.shape, dtype=dtype)
+    prev = {layer.name: torch.zeros(B, *layer.shape, dtype=dtype) for layer in graph.layers
+            if any(is_recurrent(c, layer) for c in layer.connections)}
     for t in range(T):
         out = {INPUT: x_seq[t]}
         for layer in graph.layers:
-            x = sum(conn.apply(out[conn.source]) for conn in layer.connections)
+            x = sum(conn.apply(prev[layer.name] if is_recurrent(conn, layer)
+                               else out[conn.source]) for conn in layer.connections)
             x = x.reshape(B, *layer.shape)
             alpha, beta, thr, bias = params[layer.name]
             i, v = state[layer.name]
@@ -216,6 +249,8 @@ def run_float(graph: DeployGraph, x_seq: torch.Tensor, record: bool = False):
             v = v * (1 - s)
             state[layer.name] = (i, v)
             out[layer.name] = s
+            if layer.name in prev:
+                prev[layer.name] = s
             if record:
                 spikes[layer.name].append(s)
     logits = readout / T
@@ -235,6 +270,8 @@ def float_logits(graph: DeployGraph, x_seq: torch.Tensor) -> torch.Tensor:
     """
     dtype = x_seq.dtype
     T, B = x_seq.shape[:2]
+    if graph.has_recurrence():  # a recurrent layer's input needs its own previous step
+        return run_float(graph, x_seq)[0].reshape(B, -1)
     last_use = graph.last_readers()
     acts = {INPUT: x_seq}
     logits = None

@@ -25,8 +25,9 @@ from export.graph import INPUT, Connection, DeployGraph, NeuronLayer
 def layer_depths(graph) -> dict:
     """Longest synapse count from the input to each layer (works on Deploy/QuantGraph)."""
     depth = {INPUT: 0}
-    for layer in graph.layers:
-        depth[layer.name] = max(depth[c.source] + 1 for c in layer.connections)
+    for layer in graph.layers:  # a recurrent (self) connection adds no depth
+        depth[layer.name] = max(depth[c.source] + 1 for c in layer.connections
+                                if c.source != layer.name)
     del depth[INPUT]
     return depth
 
@@ -34,7 +35,7 @@ def layer_depths(graph) -> dict:
 def is_balanced(graph) -> bool:
     depth = {INPUT: 0}
     for layer in graph.layers:
-        ds = {depth[c.source] + 1 for c in layer.connections}
+        ds = {depth[c.source] + 1 for c in layer.connections if c.source != layer.name}
         if len(ds) != 1:
             return False
         depth[layer.name] = ds.pop()
@@ -63,9 +64,12 @@ def balance_latency(graph: DeployGraph) -> DeployGraph:
     relays = list(graph.metadata.get("relays", ()))
     out = []
     for layer in graph.layers:
-        d = max(depth[c.source] + 1 for c in layer.connections)
+        d = max(depth[c.source] + 1 for c in layer.connections if c.source != layer.name)
         conns = []
         for conn in layer.connections:
+            if conn.source == layer.name:  # recurrent: the layer's own previous step
+                conns.append(conn)
+                continue
             k = d - 1 - depth[conn.source]
             src = conn.source
             if k > 0:

@@ -137,6 +137,8 @@ def _channel_bias(bias: np.ndarray):
 def _bias_slot(layer: NeuronLayer):
     """Index of the first connection that can carry ``layer.bias`` exactly, or None."""
     for j, conn in enumerate(layer.connections):
+        if conn.source == layer.name:  # recurrent: its first step reads no spikes
+            continue
         if conn.kind == "dense":
             return j
         if conn.kind == "conv" and _channel_bias(layer.bias) is not None:
@@ -247,9 +249,11 @@ def graph_to_nir(graph: DeployGraph, dt: float = DT) -> nir.NIRGraph:
         ends = []
         for j, conn in enumerate(layer.connections):
             cbias = layer.bias if (slot == j) else None
-            ends.append(_add_connection(conn, produced[conn.source], shapes[conn.source],
-                                        layer.shape, f"{base}_syn{j}", cbias, nodes, edges,
-                                        names))
+            own = conn.source == layer.name  # recurrent: a cycle back into this neuron
+            ends.append(_add_connection(conn, base if own else produced[conn.source],
+                                        layer.shape if own else shapes[conn.source],
+                                        layer.shape, f"{base}_{'rec' if own else 'syn'}{j}",
+                                        cbias, nodes, edges, names))
         if layer.spiking:
             node = _neuron_node(layer, dt, bias_in_synapse=slot is not None or not needs_bias)
             node.metadata = _layer_meta(layer)
@@ -598,13 +602,16 @@ def nir_to_graph(source: Union[nir.NIRGraph, str, os.PathLike],
     size; any chain of linear nodes between two neuron layers (``Conv2d``, ``SumPool2d``/
     ``AvgPool2d``, ``Flatten``, ``Linear``/``Affine``, ``Scale``) composed into one exact
     connection (``linear_chain``: e.g. the NIR paper's SumPool2d -> Conv2d as one strided
-    Conv2d; a chain that is not one exact connection is refused by name); scalar-shaped parameters (broadcast to the neuron's shape, which
+    Conv2d; a chain that is not one exact connection is refused by name); a neuron
+    recurrent onto itself through ``Linear``/``Affine`` nodes (a cycle: its spikes of
+    step t - 1 feed step t, as snntorch's RLeaky/RSynaptic write it; longer cycles are
+    refused); scalar-shaped parameters (broadcast to the neuron's shape, which
     comes from its input connection); ``Input``/``Output`` types with a leading batch axis
     of 1, or a missing input type (taken from the first consumer); node names that are not
     python identifiers (layer names are sanitised).  Refused with one sentence naming the
     node: ``v_reset != 0``, ``LI``/``CubaLI``/``I`` (leaky readouts), ``Delay``,
-    ``Threshold``, ``Conv1d``, subgraphs, cycles, fan-in into anything but a neuron or the
-    readout, synaptic biases into a CubaLIF, time constants giving decays outside [0, 1].
+    ``Threshold``, ``Conv1d``, subgraphs, other cycles, fan-in into anything but a neuron
+    or the readout, synaptic biases into a CubaLIF, time constants giving decays outside [0, 1].
     """
     try:
         return _nir_to_graph(source, dt)
@@ -734,30 +741,47 @@ def _validate(g) -> tuple:
                 raise KdsnnError(f"NIR import: edge ({a!r}, {b!r}) names node {end!r}, "
                                  "which does not exist")
         if a == b:
-            raise KdsnnError(f"NIR import: node '{a}' feeds itself (recurrent edges are not "
-                             "supported: kdsnn runs feed-forward networks)")
+            raise KdsnnError(f"NIR import: node '{a}' feeds itself directly (a recurrence "
+                             "needs a Linear/Affine on the cycle: its weights)")
         preds[b].append(a)
         succs[a].append(b)
     if preds[inputs[0]]:
         raise KdsnnError(f"NIR import: the Input node '{inputs[0]}' has incoming edges")
     if succs[outputs[0]]:
         raise KdsnnError(f"NIR import: the Output node '{outputs[0]}' has outgoing edges")
-    indeg = {k: len(v) for k, v in preds.items()}
+    # recurrent edges: into a neuron from a path of one-input linear nodes that starts at
+    # that same neuron (neuron -> Linear/Affine -> the neuron: snntorch's RLeaky/RSynaptic)
+    recurrent = set()
+    for k, n in g.nodes.items():
+        if not isinstance(n, _NEURONS):
+            continue
+        for p in preds[k]:
+            cur, seen = p, set()
+            while cur not in seen and not isinstance(g.nodes[cur], _NEURONS + (nir.Input,)) \
+                    and len(preds[cur]) == 1:
+                seen.add(cur)
+                cur = preds[cur][0]
+            if cur == k and p != k:
+                recurrent.add((p, k))
+    indeg = {k: len([p for p in v if (p, k) not in recurrent]) for k, v in preds.items()}
     ready = [k for k in g.nodes if indeg[k] == 0]
     order = []
     while ready:
         k = ready.pop()
         order.append(k)
         for s in succs[k]:
+            if (k, s) in recurrent:
+                continue
             indeg[s] -= 1
             if indeg[s] == 0:
                 ready.append(s)
     if len(order) != len(g.nodes):
         cyc = sorted(k for k in g.nodes if indeg[k] > 0)
         raise KdsnnError(f"NIR import: the graph has a cycle through {', '.join(cyc[:4])} "
-                         "(recurrent edges are not supported: kdsnn runs feed-forward "
-                         "networks)")
-    return inputs[0], outputs[0], preds, succs, order
+                         "that is not one neuron layer recurrent onto itself through "
+                         "Linear/Affine nodes (on Loihi every synapse on a longer cycle adds "
+                         "a step, so its feedback would arrive late)")
+    return inputs[0], outputs[0], preds, succs, order, recurrent
 
 
 def _check_neuron(key: str, node) -> None:
@@ -1071,7 +1095,7 @@ def _nir_to_graph(source: Union[nir.NIRGraph, str, os.PathLike],
     # type_check=False: nir's own type inference rejects legal foreign files (scalar
     # parameters, a batch axis in the Input type); kdsnn checks every shape itself below
     g = source if isinstance(source, nir.NIRGraph) else read_nir(source, type_check=False)
-    in_node, out_node, preds, succs, topo = _validate(g)
+    in_node, out_node, preds, succs, topo, recurrent = _validate(g)
     meta = dict(g.metadata or {})
     _check_reset_semantics(meta, "the graph's metadata")
     if "dt" in meta:
@@ -1178,7 +1202,8 @@ def _nir_to_graph(source: Union[nir.NIRGraph, str, os.PathLike],
     for key in topo:
         ups[key] = set()
         for p in preds[key]:
-            ups[key] |= {p} if is_neuron(p) else ups[p]
+            if (p, key) not in recurrent:
+                ups[key] |= {p} if is_neuron(p) else ups[p]
     neuron_keys = [k for k in nodes if is_neuron(k)]
     order, done = [], set()
     while len(order) < len(neuron_keys):
@@ -1190,16 +1215,27 @@ def _nir_to_graph(source: Union[nir.NIRGraph, str, os.PathLike],
         node = nodes[key]
         conns, syn_bias = [], None
         for p in preds[key]:
-            conn, b = chain(p)
-            conns.append((conn, b))
+            if (p, key) not in recurrent:
+                conn, b = chain(p)
+                conns.append((conn, b))
         if not conns:
-            raise KdsnnError(f"NIR import: neuron node '{key}' has no input")
+            raise KdsnnError(f"NIR import: neuron node '{key}' has no input"
+                             + (" but its own recurrence" if preds[key] else ""))
         src_shape = shapes[in_node] if conns[0][0].source == INPUT else next(
             layer.shape for layer in layers if layer.name == conns[0][0].source)
         shape = conns[0][0].out_shape(src_shape)
         if float(np.prod(shape)) > MAX_ELEMENTS:
             raise KdsnnError(f"NIR import: neuron node '{key}' has shape {shape} "
                              "(absurdly large)")
+        shapes[key] = shape
+        for p in preds[key]:  # recurrent: the neuron's own spikes of the previous step
+            if (p, key) in recurrent:
+                conn, b = chain(p)
+                if conn.kind != "dense":
+                    raise KdsnnError(f"NIR import: the recurrence of neuron node '{key}' "
+                                     f"is a {conn.kind} connection (kdsnn runs recurrence "
+                                     "through Linear/Affine)")
+                conns.append((conn, b))
         syn_bias = np.zeros(shape)
         for conn, b in conns:
             if b is not None:

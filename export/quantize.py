@@ -162,10 +162,13 @@ def float_stats(graph: DeployGraph, x_seq, keep_spikes: bool = True) -> dict:
     cum = torch.zeros(B, *graph.output.shape, dtype=torch.float64)
     conns = {l.name: _float_conns(graph, l) for l in graph.layers}
     spikes = {l.name: [] for l in graph.layers if l.spiking}
+    prev = {l.name: torch.zeros(B, *l.shape, dtype=torch.float64) for l in graph.layers
+            if any(c.source == l.name for c in l.connections)}  # recurrent layers
     for t in range(T):
         out = {INPUT: x_seq[t]}
         for layer in graph.layers:
-            x = sum(_apply(c, g, out[c.source]) for c, g, _ in conns[layer.name])
+            x = sum(_apply(c, g, prev[layer.name] if c.source == layer.name else out[c.source])
+                    for c, g, _ in conns[layer.name])
             x = x.reshape(B, *layer.shape)
             bias = torch.as_tensor(layer.bias)
             s = st[layer.name]
@@ -184,6 +187,8 @@ def float_stats(graph: DeployGraph, x_seq, keep_spikes: bool = True) -> dict:
             v = v * (1 - spk)
             state[layer.name] = (i, v)
             out[layer.name] = spk
+            if layer.name in prev:
+                prev[layer.name] = spk
             if keep_spikes:
                 spikes[layer.name].append(spk)
     return {"stats": st, "spikes": {k: torch.stack(v) for k, v in spikes.items() if v},

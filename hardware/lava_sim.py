@@ -28,8 +28,12 @@ depth (``export.latency.balance_latency``).  Samples are streamed back to back, 
 each, in one compiled network: a layer at depth d resets u and v at the first step of
 each of its windows (``reset_interval = T``, ``reset_offset = d + 1``), which also stops
 the bias from acting before the first input of a sample arrives.  Stale values in the
-synapse buffers only ever arrive outside a layer's window.  A batch of B samples takes
-(B + ceil(L / T)) * T steps, L = depth of the readout; ``LavaRunner.stream`` runs
+synapse buffers only ever arrive outside a layer's window, except on a recurrent (self)
+Dense: its buffer holds the layer's last spike of the previous sample when the next
+window begins, so the runner stops there and empties it (``Var.set`` on the stock Dense's
+``a_buff``), once per sample per recurrent layer.  Within a sample the Dense's one-step
+delay is the recurrence's own: the spikes of step t - 1 arrive at step t.  A batch of B
+samples takes (B + ceil(L / T)) * T steps, L = depth of the readout; ``LavaRunner.stream`` runs
 consecutive batches back to back and pays the ceil(L / T) samples of drain once.  Spikes
 returned are aligned by depth, so they compare 1:1 with ``export.emulate.emulate``.
 
@@ -200,6 +204,7 @@ class LavaRunner:
         else:
             self.source = Source(data=np.zeros(in_shape + (self.nb,), dtype=np.int32))
         self.lifs, self.sinks, self.synapses = {}, {}, []
+        self.recurrent = []  # (depth, Dense) of every recurrent (self) connection
         for layer in q.layers:
             lshape = lava_shape(layer.shape)
             lif = LIFReset(shape=lshape, du=layer.du, dv=layer.dv, vth=layer.vth,
@@ -220,6 +225,8 @@ class LavaRunner:
                     out_port.connect(syn.s_in)
                 syn.a_out.connect(lif.a_in)
                 self.synapses.append(syn)
+                if conn.source == layer.name:
+                    self.recurrent.append((self.depth[layer.name], syn))
             if self.record and layer.spiking:
                 if self.io == "shm":
                     sink = ShmSink(shape=lshape, steps=self.nb,
@@ -295,8 +302,9 @@ class LavaRunner:
         def feed(steps: np.ndarray) -> None:
             done = 0
             while done < len(steps):
-                n = min(self.nb, len(steps) - done)
+                n = min(self.nb, len(steps) - done, self._steps_to_boundary())
                 sp, rd = self._segment(steps[done:done + n])
+                self._clear_recurrent()
                 for name, arr in sp.items():
                     rec[name].append(arr)
                 reads.update(rd)
@@ -341,6 +349,21 @@ class LavaRunner:
             feed(np.zeros(shape, dtype=np.int64))
             while pending:
                 yield take()
+
+    def _steps_to_boundary(self) -> int:
+        """Steps until the next recurrent layer's window begins (unbounded without one)."""
+        if not self.recurrent:
+            return 1 << 62
+        return min((d - self.k) % self.T or self.T for d, _ in self.recurrent)
+
+    def _clear_recurrent(self) -> None:
+        """Before a recurrent layer's window (the first step of a sample, for it) begins,
+        empty its recurrent Dense's buffer: it holds what the layer's last spike of the
+        previous sample would deliver, and a sample starts with no recurrent input (the
+        one-step delay of a Dense on the cycle is the recurrence's own delay)."""
+        for d, syn in self.recurrent:
+            if self.k % self.T == d % self.T:
+                syn.a_buff.set(np.zeros(syn.a_buff.shape, dtype=np.int32))
 
     def close(self):
         if self.started:

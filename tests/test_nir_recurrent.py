@@ -1,0 +1,173 @@
+"""Recurrent spiking networks from NIR (issue 30, item 2): a neuron layer recurrent onto
+itself through a Linear/Affine (a NIR cycle neuron -> Affine -> neuron, as snntorch's
+RLeaky/RSynaptic and the NIR paper's Braille networks write it).
+
+Semantics (snntorch's, norse's): the recurrent input at step t is the layer's spikes of
+step t - 1, none at t = 0.  kdsnn's float forward equals norse's ``from_nir`` forward of
+the NIR paper's Braille file spike for spike; the integer emulation and Lava's stock
+fixed_pt models run the quantized graph bit for bit, samples streamed back to back (the
+recurrent Dense's buffer is emptied between samples; without that the next sample would
+start with the last spikes of the previous one, which the test shows).
+"""
+import logging
+from pathlib import Path
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+from export.graph import float_logits, run_float
+from export.nir_io import nir_to_graph, write_nir
+from kd_snn.errors import KdsnnError
+
+PAPER = Path(__file__).parent / "data" / "nir_paper"
+BRAILLE = PAPER / "braille_noDelay_noBias_subtract.nir"
+BRAILLE_BIAS = PAPER / "braille_noDelay_bias_zero.nir"
+
+
+def _spikes(n, T, B, seed, rate=0.3):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand((T, B, n), generator=g) < rate).float()
+
+
+def _norse(path, x):
+    norse = pytest.importorskip("norse.torch")
+    logging.disable(logging.WARNING)
+    try:
+        module = norse.from_nir(nir.read(str(path)), dt=1e-4)
+    finally:
+        logging.disable(logging.NOTSET)
+    state, outs = None, []
+    with torch.no_grad():
+        for t in range(x.shape[0]):
+            y, state = module(x[t], state)
+            outs.append(y.reshape(1, -1))
+    return torch.stack(outs)
+
+
+def test_braille_imports_with_its_recurrence():
+    g = nir_to_graph(BRAILLE)
+    assert [(l.name, l.shape) for l in g.layers] == [("lif1_lif", (40,)), ("lif2", (7,))]
+    conns = g.layers[0].connections
+    assert [(c.source, c.kind) for c in conns] == [("input", "dense"), ("lif1_lif", "dense")]
+    w_rec = nir.read(str(BRAILLE)).nodes["lif1.w_rec"].weight
+    assert np.array_equal(conns[1].weight, w_rec.astype(np.float64))
+    assert g.has_recurrence()
+    # CubaLIF at dt = 1e-4: alpha 0.75, beta 0.85 (layer 2: 0.45, 0.7), threshold 1
+    assert np.allclose(g.layers[0].alpha, 0.75) and np.allclose(g.layers[0].beta, 0.85)
+    assert np.allclose(g.layers[0].threshold, 1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_braille_float_forward_equals_norse(seed):
+    T = 40
+    x = _spikes(12, T, 1, seed)
+    want = _norse(BRAILLE, x)
+    g = nir_to_graph(BRAILLE)
+    _, rec = run_float(g, x.double(), record=True)
+    assert want.sum() > 0 and rec["lif1_lif"].sum() > 0
+    assert torch.equal(rec["lif2"].float().reshape(want.shape), want)
+
+
+def test_recurrence_is_the_previous_step_and_round_trips(tmp_path):
+    """The recurrent input at step t is the spikes of step t - 1 (checked against a loop
+    written here); the graph written back to NIR keeps the cycle and reads back the same;
+    float_logits (layer by layer elsewhere) runs the recurrence."""
+    g = nir_to_graph(BRAILLE)
+    x = _spikes(12, 25, 3, 5).double()
+    _, rec = run_float(g, x, record=True)
+    l1 = g.layers[0]
+    w_in, w_rec = (torch.as_tensor(c.weight) for c in l1.connections)
+    a, b = (torch.as_tensor(getattr(l1, k)) for k in ("alpha", "beta"))
+    i = v = s = torch.zeros(3, 40, dtype=torch.float64)
+    for t in range(x.shape[0]):
+        i = a * i + x[t] @ w_in.T + s @ w_rec.T  # s: the spikes of step t - 1
+        v = b * v + i
+        s = (v > 1.0).double()
+        v = v * (1 - s)
+        assert torch.equal(s, rec["lif1_lif"][t])
+    path = write_nir(g, tmp_path / "braille.nir")
+    back = nir.read(str(path))
+    assert any(a_ == b_ or (b_, a_) in back.edges for a_, b_ in back.edges)  # a cycle
+    g2 = nir_to_graph(path)
+    _, rec2 = run_float(g2, x, record=True)
+    assert all(torch.equal(rec[k], rec2[k]) for k in rec)
+    from export.imported import fit_to_data
+    gf = fit_to_data(g, (12,), 7, 25, "direct")
+    torch.testing.assert_close(float_logits(gf, x), run_float(gf, x)[0], rtol=0, atol=0)
+
+
+@pytest.fixture(scope="module")
+def braille_quant():
+    from export.imported import fit_to_data
+    from export.quantize import encode_input, quantize
+    T = 20
+    g = fit_to_data(nir_to_graph(BRAILLE), (12,), 7, T, "direct")
+    x = _spikes(12, T, 6, 11, rate=0.7).double()
+    q = quantize(g, x)
+    return g, q, x, encode_input(x)
+
+
+def test_braille_quantized_keeps_the_float_spikes(braille_quant):
+    g, q, x, xi = braille_quant
+    rep = q.metadata["report"]
+    assert rep["lif1_lif"]["spike_agreement"] > 0.95 and rep["lif2"]["spike_agreement"] > 0.9
+    assert rep["_readout"]["argmax_agreement"] >= 5 / 6
+
+
+def test_braille_lava_equals_the_emulation_bit_for_bit(braille_quant, monkeypatch):
+    """Lava's stock fixed_pt LIF and Dense (the recurrent Dense included), 6 samples
+    streamed back to back in segments of 4: every spike of both layers and the readout
+    equal the emulation's.  Without emptying the recurrent buffer between samples the run
+    differs (a sample would start with the previous sample's last spikes)."""
+    import lava.proc.lif.process  # noqa: F401 - Lava first (multiprocessing start method)
+
+    from export.emulate import emulate
+    from hardware.lava_sim import LavaRunner
+    _, q, _, xi = braille_quant
+    v_emu, s_emu = emulate(q, xi)
+    with LavaRunner(q, chunk_samples=4, conv_model="lava") as runner:
+        v_lava, s_lava = runner.run(xi)
+    assert torch.equal(v_emu, v_lava)
+    assert set(s_emu) == set(s_lava)
+    for name in s_emu:
+        assert torch.equal(s_emu[name], s_lava[name]), name
+    assert int(s_emu["lif1_lif"][-1].sum()) > 0  # last-step spikes that the buffer holds
+    monkeypatch.setattr(LavaRunner, "_clear_recurrent", lambda self: None)
+    with LavaRunner(q, chunk_samples=4, conv_model="fast") as runner:
+        _, s_stale = runner.run(xi)
+    assert not torch.equal(s_stale["lif1_lif"], s_emu["lif1_lif"])
+
+
+def _cycle_graph(second_layer_cycle=False, conv=False):
+    rng = np.random.default_rng(0)
+    lif = lambda n: nir.LIF(tau=np.full(n, 5e-4), r=np.ones(n), v_leak=np.zeros(n),  # noqa
+                            v_threshold=np.full(n, 0.1), v_reset=np.zeros(n))
+    nodes = {"input": nir.Input(input_type={"input": np.array([4])}),
+             "fc": nir.Linear(weight=rng.normal(0, 1, (5, 4))), "a": lif(5),
+             "fc2": nir.Linear(weight=rng.normal(0, 1, (5, 5))), "b": lif(5),
+             "back": nir.Linear(weight=rng.normal(0, 1, (5, 5))),
+             "out": nir.Linear(weight=rng.normal(0, 1, (3, 5))),
+             "output": nir.Output(output_type={"output": np.array([3])})}
+    edges = [("input", "fc"), ("fc", "a"), ("a", "fc2"), ("fc2", "b"), ("b", "out"),
+             ("out", "output")]
+    edges.append(("b", "back") if second_layer_cycle else ("a", "back"))
+    edges.append(("back", "a"))
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def test_self_recurrence_in_a_synthetic_graph_and_longer_cycles_refused():
+    g = nir_to_graph(_cycle_graph())
+    assert [c.source for c in g.layer("a").connections] == ["input", "a"]
+    with pytest.raises(KdsnnError, match="cycle through .*not one neuron layer recurrent "
+                                         "onto itself.*arrive late"):
+        nir_to_graph(_cycle_graph(second_layer_cycle=True))
+
+
+def test_braille_with_biases_is_refused_by_name():
+    """The paper's other Braille file feeds biased Affines into a CubaLIF: a constant
+    synaptic current is filtered by the current decay (a transient), which Loihi's
+    membrane bias cannot express."""
+    with pytest.raises(KdsnnError, match="synaptic bias into CubaLIF 'lif1.lif'"):
+        nir_to_graph(BRAILLE_BIAS)
