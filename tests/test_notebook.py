@@ -1,4 +1,5 @@
-"""notebooks/walkthrough.ipynb runs end to end (distil -> export -> parity -> report).
+"""notebooks/walkthrough.ipynb runs end to end (distil -> export -> parity -> report) through the
+Python API (``import kdsnn``), as the docs build executes it (docs/tutorials/ links to it).
 
 The notebook is executed with nbclient on a kernel that is *this* interpreter (a kernelspec
 written to a temporary JUPYTER_PATH, so whatever ``python`` is on PATH does not matter).
@@ -27,6 +28,16 @@ def test_committed_notebook_has_no_outputs():
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code and all(not c.outputs and c.execution_count is None for c in code)
     assert "import lava.proc.lif.process" in code[0].source.lstrip().splitlines()[0]
+    source = "\n".join(c.source for c in code)
+    for call in ("kdsnn.train_teacher(", "kdsnn.distill(", "kdsnn.export(", "kdsnn.parity(",
+                 "kdsnn.report("):
+        assert call in source, call  # the Python API, not the command line
+    assert "kdsnn.cli" not in source and "main(" not in source
+
+
+def test_docs_show_the_notebook():
+    link = ROOT / "docs" / "tutorials" / "walkthrough.ipynb"
+    assert link.resolve() == NOTEBOOK.resolve()
 
 
 @pytest.fixture

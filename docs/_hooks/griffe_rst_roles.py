@@ -1,5 +1,6 @@
-"""Griffe extension of the kdsnn docs: the docstrings' reStructuredText roles
-(:class:`X`, :func:`~m.f`, :data:`X`, ...) and ``double backquotes`` read as Markdown code."""
+"""Griffe extension of the kdsnn docs: the docstrings' reStructuredText (roles such as
+:class:`X`, :func:`~m.f`, ``double backquotes``, a paragraph ending in ``::`` before an
+indented example) read as Markdown."""
 from __future__ import annotations
 
 import re
@@ -8,10 +9,22 @@ import griffe
 
 ROLE = re.compile(r":(?:py:)?(?:class|func|meth|mod|data|attr|obj|exc|const|ref):`~?([^`]+)`")
 DOUBLE = re.compile(r"``([^`]+)``")
+LITERAL = re.compile(r"(\S)::$", re.M)  # "text::" then an indented block: "text:"
+
+
+def markdown(text: str) -> str:
+    return LITERAL.sub(r"\1:", DOUBLE.sub(r"`\1`", ROLE.sub(r"`\1`", text)))
 
 
 class RstRoles(griffe.Extension):
-    def on_object(self, *, obj, **kwargs) -> None:  # griffe 2: every object once loaded
+    def _fix(self, obj, seen: set) -> None:
+        if id(obj) in seen or obj.is_alias:
+            return
+        seen.add(id(obj))
         if obj.docstring is not None:
-            text = ROLE.sub(r"`\1`", obj.docstring.value)
-            obj.docstring.value = DOUBLE.sub(r"`\1`", text)
+            obj.docstring.value = markdown(obj.docstring.value)
+        for member in obj.members.values():
+            self._fix(member, seen)
+
+    def on_package(self, *, pkg, **kwargs) -> None:  # every object of a loaded package
+        self._fix(pkg, set())
