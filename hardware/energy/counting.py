@@ -204,15 +204,27 @@ def _rate_histogram(counts: torch.Tensor, denom: int) -> dict:
             "saturated_fraction": float((c == denom).mean())}
 
 
-RASTER_NEURONS = 12  # neurons per layer in the spike raster, evenly spaced by index
+RASTER_NEURONS = 12  # neurons per layer in the spike raster: spiking ones of sample 0
 
 
 def _raster(spk: torch.Tensor) -> dict:
-    """Spike steps of a few evenly spaced neurons of sample 0 (``spk`` ``(T, B, ...)``)."""
+    """Spike steps of :data:`RASTER_NEURONS` neurons of sample 0 (``spk`` ``(T, B, ...)``)
+    that spike, spread over their activity: the neurons ranked by spike count (most first,
+    ties by lower index) and taken at evenly spaced ranks, so the raster shows the busiest
+    and the quietest spiking neurons alike (at ResNet scale evenly spaced indices are
+    nearly all silent, and the busiest alone all spike at every step); silent neurons
+    only where fewer spike.  ``active``: how many of the layer's neurons spike at all."""
     flat = spk[:, 0].reshape(spk.shape[0], -1)
     n = flat.shape[1]
-    idx = sorted(set(np.linspace(0, n - 1, min(RASTER_NEURONS, n)).round().astype(int)))
-    return {"sample": 0, "neurons": [int(i) for i in idx],
+    counts = (flat != 0).sum(0).to(torch.int64).numpy()
+    ranked = np.lexsort((np.arange(n), -counts))
+    active = int((counts > 0).sum())
+    k = min(RASTER_NEURONS, n)
+    if active > k:
+        ranked = ranked[np.linspace(0, active - 1, k).round().astype(int)]
+    idx = ranked[:k]
+    return {"sample": 0, "selection": "active_by_rank", "active": active,
+            "neurons": [int(i) for i in idx],
             "spike_steps": [[int(t) for t in torch.nonzero(flat[:, i]).reshape(-1)]
                             for i in idx]}
 
