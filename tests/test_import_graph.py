@@ -91,3 +91,21 @@ def test_no_import_circle():
 
 def test_the_checker_sees_a_circle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def private_imports() -> list:
+    """``from <project module> import _name`` across modules: a module's underscored names
+    are its own (``__version__`` and ``from __future__`` aside)."""
+    mods = _modules()
+    found = []
+    for name, path in mods.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        found.append(f"{name}: {alias.name}")
+    return found
+
+
+def test_no_module_imports_another_modules_private_names():
+    assert private_imports() == []

@@ -15,7 +15,7 @@ SPIKING_ENCODINGS = ("poisson", "frames", "events", "spikes")
 INPUT_MODES = ("auto", "macs", "synops")
 
 
-def _check_mode(value: str, allowed: Sequence[str], what: str) -> None:
+def check_mode(value: str, allowed: Sequence[str], what: str) -> None:
     if value not in allowed:
         raise ValueError(f"{what} must be one of {', '.join(allowed)}, got '{value}'")
 

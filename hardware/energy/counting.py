@@ -10,7 +10,7 @@ import torch.nn.functional as tF
 from export.graph import Connection
 from kd_snn.errors import KdsnnError
 
-from .conventions import EVENT_MODES, FANOUT_MODES, Conventions, _check_mode
+from .conventions import EVENT_MODES, FANOUT_MODES, Conventions, check_mode
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
@@ -23,7 +23,7 @@ def fanout_map(conn: Connection, source_shape: Sequence[int], fanout: str = "non
     (``fanout="nonzero"``) or ``N_out`` (``"all"``).  Pooling: 1 inside a window, 0 for
     the pixels the floor division leaves out.
     """
-    _check_mode(fanout, FANOUT_MODES, "fanout")
+    check_mode(fanout, FANOUT_MODES, "fanout")
     source_shape = tuple(int(s) for s in source_shape)
     out_shape = conn.out_shape(source_shape)
     if conn.kind == "dense":
@@ -57,20 +57,20 @@ def fanout_map(conn: Connection, source_shape: Sequence[int], fanout: str = "non
     return fmap
 
 
-def _as_tensor(x: ArrayLike) -> torch.Tensor:
+def as_tensor(x: ArrayLike) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x.detach()
     return torch.as_tensor(np.asarray(x))
 
 
-def _events(x: torch.Tensor, events: str) -> torch.Tensor:
-    _check_mode(events, EVENT_MODES, "events")
+def spike_events(x: torch.Tensor, events: str) -> torch.Tensor:
+    check_mode(events, EVENT_MODES, "events")
     if events == "nonzero":
         return (x != 0).to(torch.float64)
     return x.to(torch.float64).abs()
 
 
-def _weighted_counts(values: torch.Tensor, fmap: np.ndarray) -> np.ndarray:
+def weighted_counts(values: torch.Tensor, fmap: np.ndarray) -> np.ndarray:
     """sum over source elements of ``values * fmap`` for each (t, b): float64 (T, B)."""
     f = torch.as_tensor(fmap, dtype=torch.float64)
     T, B = values.shape[:2]
@@ -93,14 +93,14 @@ def synops_per_connection(conn: Connection, src_spikes: ArrayLike, *, fanout: st
     (int64 for binary spikes).  Sum it for totals; ``.sum(0).mean()`` is the per-inference
     count.  ``fmap`` may pass a precomputed :func:`fanout_map`.
     """
-    x = _as_tensor(src_spikes)
+    x = as_tensor(src_spikes)
     if x.ndim < 3:
         raise ValueError(f"spikes must be (T, B, *source_shape), got shape {tuple(x.shape)}")
     if fmap is None:
         fmap = fanout_map(conn, tuple(x.shape[2:]), fanout)
     elif tuple(fmap.shape) != tuple(x.shape[2:]):
         raise ValueError(f"fan-out map {fmap.shape} does not match spikes {tuple(x.shape[2:])}")
-    return _to_int(_weighted_counts(_events(x, events), fmap))
+    return _to_int(weighted_counts(spike_events(x, events), fmap))
 
 
 def macs_per_connection(conn: Connection, src_values: ArrayLike, *, fanout: str = "all",
@@ -193,7 +193,7 @@ def active_updates(layer, inputs: Sequence[Tuple[object, torch.Tensor]],
 RATE_BINS = 20  # firing-rate histogram: 20 bins of 5 % each
 
 
-def _rate_histogram(counts: torch.Tensor, denom: int) -> dict:
+def firing_rate_histogram(counts: torch.Tensor, denom: int) -> dict:
     """Distribution of per-neuron firing rates (``counts`` spikes per neuron over N*T)."""
     c = counts.reshape(-1).to(torch.int64).numpy()
     rates = c / denom
@@ -207,7 +207,7 @@ def _rate_histogram(counts: torch.Tensor, denom: int) -> dict:
 RASTER_NEURONS = 12  # neurons per layer in the spike raster: spiking ones of sample 0
 
 
-def _raster(spk: torch.Tensor) -> dict:
+def raster_sample(spk: torch.Tensor) -> dict:
     """Spike steps of :data:`RASTER_NEURONS` neurons of sample 0 (``spk`` ``(T, B, ...)``)
     that spike, spread over their activity: the neurons ranked by spike count (most first,
     ties by lower index) and taken at evenly spaced ranks, so the raster shows the busiest
@@ -229,7 +229,7 @@ def _raster(spk: torch.Tensor) -> dict:
                             for i in idx]}
 
 
-def _mac_count(c: Mapping, conv: "Conventions", T: int) -> float:
+def mac_count(c: Mapping, conv: "Conventions", T: int) -> float:
     """MACs per inference of one real-valued connection under ``conv``."""
     once = c["input"] and conv.first_layer == "once" and bool(c["repeats"])
     nzw = "_nzw" if conv.mac_weights == "nonzero" else ""  # zero weights skipped

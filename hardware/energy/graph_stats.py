@@ -11,11 +11,11 @@ from export.graph import INPUT, DeployGraph, run_float
 from kd_snn.errors import KdsnnError
 
 from .conventions import (ANALOG_ENCODINGS, DEFAULT_CONVENTIONS, EVENT_MODES, FANOUT_MODES,
-                          INPUT_MODES, SPIKING_ENCODINGS, Conventions, _check_mode)
-from .counting import (ArrayLike, _as_tensor, _events, _mac_count, _raster, _rate_histogram,
-                       _weighted_counts, active_updates, fanout_map, padded_taps,
+                          INPUT_MODES, SPIKING_ENCODINGS, Conventions, check_mode)
+from .counting import (ArrayLike, as_tensor, spike_events, mac_count, raster_sample, firing_rate_histogram,
+                       weighted_counts, active_updates, fanout_map, padded_taps,
                        synops_per_connection)
-from .membrane import membrane_changes as _membrane_changes
+from .membrane import membrane_changes
 
 @dataclass(frozen=True)
 class LayerStats:
@@ -101,7 +101,7 @@ class GraphStats:
         """The same counts charged under ``conventions`` (MAC figures re-derived)."""
         layers = []
         for s in self.layers:
-            macs = {k: _mac_count(c, conventions, self.time_steps)
+            macs = {k: mac_count(c, conventions, self.time_steps)
                     for k, c in s.mac_counts.items()}
             layers.append(replace(s, macs_by_source=macs, macs_in=float(sum(macs.values()))))
         return replace(self, layers=tuple(layers), conventions=conventions)
@@ -135,7 +135,7 @@ class GraphStats:
 
 
 def _input_is_analog(graph: DeployGraph, input_mode: str) -> bool:
-    _check_mode(input_mode, INPUT_MODES, "input_mode")
+    check_mode(input_mode, INPUT_MODES, "input_mode")
     if input_mode != "auto":
         return input_mode == "macs"
     enc = getattr(graph, "encoding", None)
@@ -178,8 +178,8 @@ def analyze_graph(graph, x_seq: Optional[ArrayLike] = None, *,
     SynOps), ``"macs"`` or ``"synops"``.  ``fanout``/``events``: see the module docstring.
     ``conventions``: how the returned MAC figures are charged (:class:`Conventions`).
     """
-    _check_mode(fanout, FANOUT_MODES, "fanout")
-    _check_mode(events, EVENT_MODES, "events")
+    check_mode(fanout, FANOUT_MODES, "fanout")
+    check_mode(events, EVENT_MODES, "events")
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     analog_input = _input_is_analog(graph, input_mode)
@@ -190,8 +190,8 @@ def analyze_graph(graph, x_seq: Optional[ArrayLike] = None, *,
                          f"this {type(graph).__name__} (e.g. from hardware.lava_sim.run_lava)")
     if source is None:
         source = "float" if spikes is None else "records"
-    x = None if x_seq is None else _as_tensor(x_seq)
-    recs = None if spikes is None else {k: _as_tensor(v) for k, v in spikes.items()}
+    x = None if x_seq is None else as_tensor(x_seq)
+    recs = None if spikes is None else {k: as_tensor(v) for k, v in spikes.items()}
 
     if recs is not None:
         ref = next((recs[l.name] for l in graph.layers if l.spiking and l.name in recs), None)
@@ -263,7 +263,7 @@ def analyze_graph(graph, x_seq: Optional[ArrayLike] = None, *,
             chunk = {k: v[:, sl] for k, v in recs.items()}
         if x is not None and INPUT not in chunk:
             chunk[INPUT] = x[:, sl]
-        ev = {k: _events(v, "nonzero") for k, v in chunk.items()}
+        ev = {k: spike_events(v, "nonzero") for k, v in chunk.items()}
         for layer in graph.layers:
             if layer.spiking:
                 s = ev[layer.name]
@@ -271,7 +271,7 @@ def analyze_graph(graph, x_seq: Optional[ArrayLike] = None, *,
                 per_step[layer.name] += s.reshape(T, -1).sum(1).numpy()
                 per_neuron[layer.name] += s.sum((0, 1)).to(torch.int64)
                 if start == 0:
-                    rasters[layer.name] = _raster(s)
+                    rasters[layer.name] = raster_sample(s)
             inputs = []
             for k, conn in enumerate(layer.connections):
                 src = ev.get(conn.source)
@@ -289,10 +289,10 @@ def analyze_graph(graph, x_seq: Optional[ArrayLike] = None, *,
                     continue
                 c = macs[layer.name][(conn.source, k)]
                 if c["nonzero_steps"] is not None:
-                    steps = _weighted_counts(src, c["fmap"])  # (T, B) non-zero-input taps
+                    steps = weighted_counts(src, c["fmap"])  # (T, B) non-zero-input taps
                     c["nonzero_steps"] += float(steps.sum())
                     c["nonzero_first"] += float(steps[0].sum())
-                    steps = _weighted_counts(src, c["fmap_nzw"])
+                    steps = weighted_counts(src, c["fmap_nzw"])
                     c["nonzero_steps_nzw"] += float(steps.sum())
                     c["nonzero_first_nzw"] += float(steps[0].sum())
                     xin = chunk[INPUT]
@@ -301,7 +301,7 @@ def analyze_graph(graph, x_seq: Optional[ArrayLike] = None, *,
             active[layer.name] += active_updates(
                 layer, inputs, chunk.get(layer.name) if layer.spiking else None)
             if layer.name in changed and all(c.source in chunk for c in layer.connections):
-                changed[layer.name] += _membrane_changes(layer, chunk)
+                changed[layer.name] += membrane_changes(layer, chunk)
             else:
                 changed.pop(layer.name, None)
 
@@ -327,7 +327,7 @@ def analyze_graph(graph, x_seq: Optional[ArrayLike] = None, *,
             neuron_updates=neurons * T, active_updates=active[layer.name] / N,
             synops_by_source=syn, mac_counts=counts,
             spikes_by_step=tuple(float(v) / N for v in per_step[layer.name]),
-            rate_histogram=(_rate_histogram(per_neuron[layer.name], N * T)
+            rate_histogram=(firing_rate_histogram(per_neuron[layer.name], N * T)
                             if layer.spiking else None),
             raster=rasters.get(layer.name), synaptic_taps=taps[layer.name],
             pooled_synops=pooled[layer.name] / N,

@@ -9,7 +9,7 @@ import torch
 from kd_snn.errors import KdsnnError
 
 from .conventions import DEFAULT_CONVENTIONS, Conventions
-from .counting import ArrayLike, _as_tensor, _weighted_counts, fanout_map, padded_taps
+from .counting import ArrayLike, as_tensor, weighted_counts, fanout_map, padded_taps
 
 @dataclass(frozen=True)
 class TeacherLayer:
@@ -81,7 +81,7 @@ class _TeacherConv:
         return self._out
 
 
-def _teacher_layer(name: str, mod, inp: torch.Tensor, out: torch.Tensor, is_input: bool):
+def teacher_layer(name: str, mod, inp: torch.Tensor, out: torch.Tensor, is_input: bool):
     """(in_bounds, padded, nonzero-input taps summed over the batch), each for every weight
     and for the non-zero weights only, of one module call."""
     batch = inp.shape[0]
@@ -108,7 +108,7 @@ def _teacher_layer(name: str, mod, inp: torch.Tensor, out: torch.Tensor, is_inpu
         nonzero = None
         if is_input:
             ev = (inp.detach().cpu() != 0).to(torch.float64).unsqueeze(0)  # (1, B, C, H, W)
-            nonzero = float(_weighted_counts(ev, fmap).sum())
+            nonzero = float(weighted_counts(ev, fmap).sum())
         counts.append((in_bounds, padded, nonzero))
     return tuple(counts)
 
@@ -134,7 +134,7 @@ def count_teacher(model: torch.nn.Module, input_shape: Sequence[int],
     if x is None:
         batches, samples = [torch.zeros((1,) + shape, dtype=dtype)], 0
     else:
-        xs = _as_tensor(x)
+        xs = as_tensor(x)
         if tuple(xs.shape[1:]) != shape:
             raise KdsnnError(f"teacher images have shape {tuple(xs.shape[1:])}, "
                              f"expected {shape}")
@@ -148,7 +148,7 @@ def count_teacher(model: torch.nn.Module, input_shape: Sequence[int],
             inp = inputs[0]
             is_input = inp.shape == current["x"].shape and \
                 inp.data_ptr() == current["x"].data_ptr()
-            both = _teacher_layer(name, mod, inp, output, is_input)
+            both = teacher_layer(name, mod, inp, output, is_input)
             if name not in counts:
                 order.append(name)
                 zero = 0.0 if is_input and samples else None

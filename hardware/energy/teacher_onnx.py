@@ -15,7 +15,7 @@ import torch
 
 from kd_snn.errors import KdsnnError
 
-from .teacher import TeacherLayer, TeacherStats, _teacher_layer
+from .teacher import TeacherLayer, TeacherStats, teacher_layer
 
 MAX_BYTES = 2 << 30
 
@@ -152,11 +152,11 @@ def count_onnx_teacher(model, input_shape: Sequence[int],
                 raise KdsnnError(f"ONNX teacher: '{name}' does not run on its input "
                                  f"{tuple(inp.shape[1:])} ({str(exc).splitlines()[0]})") \
                     from None
-            static = _teacher_layer(name, mod, inp, y, False)
+            static = teacher_layer(name, mod, inp, y, False)
             nz = nz_nzw = None
             if is_input and x is not None:
                 xs = torch.as_tensor(x, dtype=torch.float32)
-                counted = _teacher_layer(name, mod, xs, mod(xs), True)
+                counted = teacher_layer(name, mod, xs, mod(xs), True)
                 nz, nz_nzw = counted[0][2] / samples, counted[1][2] / samples
         (ib, pd, _), (ib_nzw, pd_nzw, _) = static
         layers.append(TeacherLayer(name, int(ib), int(pd), is_input, nz, int(ib_nzw),
