@@ -243,6 +243,67 @@ def snntorch_residual(out_dir, seed: int = 0) -> ForeignExport:
     return _snntorch(out_dir, residual=True, seed=seed)
 
 
+def snntorch_recurrent(out_dir, seed: int = 0) -> ForeignExport:
+    """snntorch with a recurrent layer: Flatten -> Linear -> RLeaky (all-to-all ``w_rec``
+    with its bias) -> Linear (no bias) -> Synaptic -> Linear readout; one beta, alpha and
+    threshold per layer; ``export_to_nir`` writes the RLeaky as the NIR cycle
+    ``lif1.lif -> lif1.w_rec -> lif1.lif``; snntorch feeds step t with the spikes of step
+    t - 1.  (``RSynaptic(reset_mechanism="zero", reset_delay=False)`` fails in snntorch 1.0's
+    own forward: ``spk`` is None.)"""
+    snn = _need("snntorch", "pip install snntorch")
+    torch.manual_seed(seed)
+    nn = torch.nn
+
+    class Recurrent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.flat = nn.Flatten()
+            self.fc1 = nn.Linear(64, 24)
+            self.lif1 = snn.RLeaky(beta=torch.full((24,), 0.8),
+                                   threshold=torch.full((24,), 0.6), linear_features=24,
+                                   init_hidden=True, reset_mechanism="zero",
+                                   reset_delay=False)
+            self.fc2 = nn.Linear(24, 16, bias=False)
+            self.lif2 = snn.Synaptic(alpha=torch.full((16,), 0.5),
+                                     beta=torch.full((16,), 0.7),
+                                     threshold=torch.full((16,), 0.8), init_hidden=True,
+                                     reset_mechanism="zero", reset_delay=False)
+            self.out = nn.Linear(16, CLASSES)
+            with torch.no_grad():
+                self.fc1.weight.mul_(3.0)
+                self.lif1.recurrent.weight.mul_(2.0)
+                self.fc2.weight.mul_(3.0)
+
+        def forward(self, x):
+            s1 = self.lif1(self.fc1(self.flat(x)))
+            s1 = s1[0] if isinstance(s1, tuple) else s1
+            s2 = self.lif2(self.fc2(s1))
+            s2 = s2[0] if isinstance(s2, tuple) else s2
+            return self.out(s2)
+
+        def spiking(self):
+            return [self.lif1, self.lif2]
+
+    net = Recurrent()
+    from snntorch.export_nir import export_to_nir
+    x = digits_frames()
+    with _quiet():
+        graph = export_to_nir(net, x[0, :1], ignore_dims=[0])
+    path = _write(graph, Path(out_dir) / "snntorch_recurrent.nir")
+    from snntorch import utils
+    utils.reset(net)
+    outs, spikes = [], [[] for _ in net.spiking()]
+    hooks = [m.register_forward_hook(lambda m, i, o, k=k: spikes[k].append(
+        (o[0] if isinstance(o, tuple) else o).detach().clone()))
+        for k, m in enumerate(net.spiking())]
+    with torch.no_grad():
+        for t in range(T):
+            outs.append(net(x[t]))
+    for h in hooks:
+        h.remove()
+    return ForeignExport(path, x, torch.stack(outs), [torch.stack(s) for s in spikes], {})
+
+
 # ---------------------------------------------------------------------------- norse
 NORSE_DT = 1e-3  # norse's default time step (to_nir's and LIFBoxCell's)
 
@@ -413,6 +474,7 @@ def sinabs_net(out_dir, seed: int = 0) -> ForeignExport:
 ALL = {
     "snntorch": snntorch_sequential,
     "snntorch_residual": snntorch_residual,
+    "snntorch_recurrent": snntorch_recurrent,
     "norse": norse_mlp,
     "spikingjelly": spikingjelly_net,
     "spikingjelly_residual": lambda d, seed=0: spikingjelly_net(d, seed, residual=True),

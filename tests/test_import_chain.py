@@ -19,6 +19,7 @@ from kdsnn.cli import main  # noqa: E402
 LIBRARIES = {
     "snntorch": (lambda d: F.snntorch_sequential(d, per_layer=True), []),
     "snntorch_spiking_output": (F.snntorch_spiking_output, []),
+    "snntorch_recurrent": (F.snntorch_recurrent, []),  # RLeaky: a NIR cycle
     "norse": (lambda d: F.norse_mlp(d, per_layer=True), ["--dt", "1e-6"]),
     "spikingjelly_residual": (lambda d: F.spikingjelly_net(d, residual=True), []),
     "sinabs": (lambda d: F.sinabs_net(d), ["--dt", "1"]),

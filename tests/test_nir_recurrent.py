@@ -140,6 +140,43 @@ def test_braille_lava_equals_the_emulation_bit_for_bit(braille_quant, monkeypatc
     assert not torch.equal(s_stale["lif1_lif"], s_emu["lif1_lif"])
 
 
+def test_snntorch_rleaky_export_imports_spike_for_spike(tmp_path):
+    """snntorch 1.0's own RLeaky, exported by its ``export_to_nir`` (a flat NIR cycle
+    ``lif1.lif -> lif1.w_rec -> lif1.lif``, the recurrent Linear with its bias): kdsnn's
+    forward gives snntorch's spikes in both layers exactly and its readout within float32.
+    (The whole CLI chain to bit-exact Lava runs it in tests/test_import_chain.py.)"""
+    import foreign_nir as F
+    try:
+        fe = F.snntorch_recurrent(tmp_path)
+    except F.LibraryMissing as exc:
+        pytest.skip(str(exc))
+    g = nir_to_graph(fe.path)
+    assert [c.source for c in g.layers[0].connections] == ["input", g.layers[0].name]
+    x = fe.inputs.double().reshape(fe.inputs.shape[0], fe.inputs.shape[1], *g.input_shape)
+    logits, rec = run_float(g, x, record=True)
+    for layer, theirs in zip([l for l in g.layers if l.spiking], fe.spikes):
+        assert theirs.sum() > 0
+        assert torch.equal(rec[layer.name], theirs.double().reshape(rec[layer.name].shape))
+    torch.testing.assert_close(logits, fe.readout.double().mean(0), rtol=0, atol=1e-5)
+
+
+def test_energy_counts_the_recurrent_synapses():
+    """SynOps of the recurrent Dense: every spike of the layer times its non-zero
+    fan-out in w_rec (each spike is sent through it, as on Loihi)."""
+    from export.imported import fit_to_data
+    from hardware.energy.graph_stats import analyze_graph
+    T = 10
+    g = fit_to_data(nir_to_graph(BRAILLE), (12,), 7, T, "direct")
+    x = _spikes(12, T, 3, 1, rate=0.7).double()
+    stats = analyze_graph(g, x)
+    _, rec = run_float(g, x, record=True)
+    w_rec = g.layers[0].connections[1].weight
+    want = float(((rec["lif1_lif"] != 0).double()
+                  * torch.as_tensor((w_rec != 0).sum(0), dtype=torch.float64)).sum()) / 3
+    got = next(l for l in stats.layers if l.name == "lif1_lif").synops_by_source["lif1_lif"]
+    assert want > 0 and abs(got - want) < 1e-9
+
+
 def _cycle_graph(second_layer_cycle=False, conv=False):
     rng = np.random.default_rng(0)
     lif = lambda n: nir.LIF(tau=np.full(n, 5e-4), r=np.ones(n), v_leak=np.zeros(n),  # noqa
