@@ -7,7 +7,7 @@ import os
 import shlex
 import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 from kd_snn import ablate as A
 from kd_snn import io as kio
@@ -25,6 +25,7 @@ def ablate(out: Union[str, os.PathLike], *, data: Sequence[str] = ("both",),
            modes: Optional[Sequence[str]] = None, teacher: Optional[str] = None,
            extra_seeds: Sequence[int] = (), extra_if_std: float = 1.0,
            reference: Optional[str] = None, jobs: int = 1,
+           shard: Optional[Tuple[int, int]] = None, merge: bool = False,
            echo: Optional[Callable[[str], None]] = print) -> AblationResult:
     """Train one teacher per seed (or take ``teacher``, a trained ANN run or checkpoint) and
     one student per variant (:data:`kd_snn.ablate.VARIANTS`) and mode, ``jobs`` at a time.
@@ -33,10 +34,23 @@ def ablate(out: Union[str, os.PathLike], *, data: Sequence[str] = ("both",),
     ``extra_seeds`` run only for a student mode where some variant's std over ``seeds``
     exceeds ``extra_if_std`` points; ``reference``: a variant every other one is also
     compared with, paired by seed. ``echo`` gets a line per finished run (None: silent).
-    A run that did not finish is an error after the result files are written."""
+    A run that did not finish is an error after the result files are written.
+
+    Over machines sharing ``out``: ``shard=(K, N)`` runs only the K-th of N disjoint parts
+    of the plan (a seed's teacher with its students, or with ``teacher`` single students,
+    dealt out in turn) and writes OUT/shards/K-of-N.json; ``merge=True`` then writes the
+    result files a single run writes from the same runs, training nothing (it refuses while
+    a run is missing). An extra seed runs in a part invoked after every base run finished:
+    run the parts again when the merge asks."""
     say = echo or (lambda s: None)
     if jobs < 1:
         raise KdsnnError(f"--jobs must be >= 1, got {jobs}")
+    if shard is not None:
+        if merge:
+            raise KdsnnError("--shard and --merge exclude each other")
+        k, n = shard
+        if not 1 <= k <= n:
+            raise KdsnnError(f"--shard must be K/N with 1 <= K <= N, got '{k}/{n}'")
     overrides = list(overrides)
     A.check_overrides(overrides)
     datasets = A.check_datasets(list(data))
@@ -92,22 +106,34 @@ def ablate(out: Union[str, os.PathLike], *, data: Sequence[str] = ("both",),
             "variants": chosen, "modes": mode_list, "overrides": overrides,
             "config": config, "teacher": info, "extra_seeds": extra,
             "extra_if_std": extra_if_std if extra else None, "reference": reference}
-    skipped = sum(t.status == "done" for t in tasks)
-    maybe = sum(t.status == "conditional" for t in tasks)
-    say(f"ablation: {len(tasks) - maybe} runs ({skipped} already finished)"
+    runner = A.Runner(out, tasks, jobs, meta, echo=say, extra_if_std=extra_if_std,
+                      shard=shard, merge=merge)
+    mine = [t for t in tasks if t.status != "elsewhere"]
+    skipped = sum(t.status == "done" for t in mine)
+    maybe = sum(t.status == "conditional" for t in mine)
+    part = f" (part {shard[0]} of {shard[1]})" if shard else " (merge)" if merge else ""
+    say(f"ablation{part}: {len(mine) - maybe} runs ({skipped} already finished)"
         + (f" + up to {maybe} for --extra-seeds" if maybe else "")
         + f" in '{out}', {jobs} job(s)")
-    runner = A.Runner(out, tasks, jobs, meta, echo=say, extra_if_std=extra_if_std)
-    with RunDir(out).lock():  # one ablation per output directory
+    # one ablation per output directory; its parts lock only their own share
+    lock = (RunDir(out).lock(name=f".kdsnn-ablate-{shard[0]}-of-{shard[1]}.lock", clean=False)
+            if shard else RunDir(out).lock())
+    with lock:
         runner.run()
     seconds = time.time() - runner.t0
-    say(f"tables: {out / 'ablation.md'}  ({seconds:.0f} s)")
-    bad = [t for t in tasks if t.status not in ("done", "not_needed")]
+    if shard:
+        say(f"part {shard[0]}/{shard[1]}: {out / 'shards' / f'{shard[0]}-of-{shard[1]}.json'} "
+            f"({seconds:.0f} s); when every part is done: the same command with --merge")
+    else:
+        say(f"tables: {out / 'ablation.md'}  ({seconds:.0f} s)")
+    bad = [t for t in tasks if t.status not in ("done", "not_needed", "elsewhere")
+           and not (shard and t.status == "conditional")]
     if bad:
         raise KdsnnError(f"{len(bad)} run(s) did not finish, first: {bad[0].key} "
                          f"({bad[0].error})")
-    files = tuple(out / f"ablation.{ext}" for ext in ("json", "md", "png")
-                  if (out / f"ablation.{ext}").is_file())
+    files = ((out / "shards" / f"{shard[0]}-of-{shard[1]}.json",) if shard else
+             tuple(out / f"ablation.{ext}" for ext in ("json", "md", "png")
+                   if (out / f"ablation.{ext}").is_file()))
     return AblationResult(out=out, files=files, finished=sum(t.status == "done" for t in tasks),
                           total=len(tasks) - sum(t.status == "not_needed" for t in tasks),
                           seconds=seconds)

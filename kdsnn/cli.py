@@ -216,7 +216,8 @@ def _add_ablate_parser(sub) -> None:
         "distillation variant and student mode (same budget), write OUT/ablation.json, "
         "OUT/ablation.md and OUT/ablation.png as runs finish. Rerun to resume.",
         epilog=_example("kdsnn ablate runs/abl --data fashion_mnist --seeds 0 1 2 "
-                        "--variants none samd_nld --jobs 2"))
+                        "--variants none samd_nld --jobs 2",
+                        "... --shard 1/4   # on 4 machines sharing runs/abl; then ... --merge"))
     p.add_argument("out", help="output directory (one run directory per variant and seed)")
     p.add_argument("--data", nargs="+", default=["both"], metavar="NAME",
                    help="fashion_mnist, fashion_mnist_events or both (default); any "
@@ -246,6 +247,13 @@ def _add_ablate_parser(sub) -> None:
                         "seed (none always is), e.g. samd_nld for the SAMD scalings")
     p.add_argument("--jobs", type=int, default=1,
                    help="runs in parallel (worker processes, cores // jobs threads each)")
+    p.add_argument("--shard", metavar="K/N",
+                   help="run only the K-th of N disjoint parts of the plan (machines sharing "
+                        "OUT; writes OUT/shards/K-of-N.json), then the same command with "
+                        "--merge")
+    p.add_argument("--merge", action="store_true",
+                   help="write the result files from the parts' runs (trains nothing; the "
+                        "files a single run writes)")
 
 
 # the commands: arguments -> one API call -> printed results ---------------------------
@@ -388,10 +396,12 @@ def _report(a) -> int:
 
 def _ablate(a) -> int:
     from .ablation import ablate
+    from .verify import parse_shard
     logging.getLogger("kdsnn").setLevel(logging.INFO)  # train.log of every stage
     ablate(a.out, data=a.data, seeds=a.seeds, variants=a.variants, config=a.config,
            overrides=a.overrides, modes=a.modes, teacher=a.teacher, extra_seeds=a.extra_seeds,
            extra_if_std=a.extra_if_std, reference=a.reference, jobs=a.jobs,
+           shard=parse_shard(a.shard) if a.shard else None, merge=a.merge,
            echo=lambda s: print(s, flush=True))
     return 0
 

@@ -307,3 +307,43 @@ def test_teacher_of_another_data_set_is_refused(grid, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("kdsnn: error:") and "channels" in err and "\n" not in err
     assert not (tmp_path / "x").exists()
+
+
+def test_shards_over_processes_then_merge(grid, tmp_path):
+    """Two parts in two processes at once, then the merge: the runs train as in the single
+    run (same accuracies), and the merge writes what the single command writes from them."""
+    import subprocess
+    import sys
+    out = tmp_path / "sharded"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "kdsnn", "ablate", str(out), *ARGS]
+    procs = [subprocess.Popen(cmd + ["--shard", f"{k}/2"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for k in (1, 2)]
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    parts = [json.loads((out / "shards" / f"{k}-of-2.json").read_text()) for k in (1, 2)]
+    keys = [set(p["runs"]) for p in parts]
+    assert not keys[0] & keys[1] and len(keys[0] | keys[1]) == 8  # disjoint, all of the plan
+    assert not (out / "ablation.json").exists()  # the parts write no result files
+    assert cli_main(["ablate", str(out), *ARGS, "--merge"]) == 0
+    merged = {ext: (out / f"ablation.{ext}").read_bytes() for ext in ("json", "md")}
+    assert cli_main(["ablate", str(out), *ARGS]) == 0  # the single command, nothing to train
+    single = {ext: (out / f"ablation.{ext}").read_bytes() for ext in ("json", "md")}
+
+    def steady(ext, data):  # the invocation's own wall time is the one field that differs
+        if ext == "json":
+            obj = json.loads(data)
+            obj.pop("elapsed_seconds_this_invocation")
+            return obj
+        return [ln for ln in data.decode().splitlines() if "invocation took" not in ln]
+    assert all(steady(e, merged[e]) == steady(e, single[e]) for e in merged)
+    acc = lambda path: {(r["variant"], r["seed"]): r["test_accuracy"]  # noqa: E731
+                        for r in json.loads((path / "ablation.json").read_text())["runs"]}
+    assert acc(out) == acc(grid)
+
+
+def test_merge_refuses_missing_runs(tmp_path, capsys):
+    out = tmp_path / "partial"
+    assert cli_main(["ablate", str(out), *ARGS, "--merge"]) == 2
+    assert "not finished" in capsys.readouterr().err
+    assert cli_main(["ablate", str(out), *ARGS, "--shard", "3/2"]) == 2

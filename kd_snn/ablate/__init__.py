@@ -33,7 +33,7 @@ from .plan import (BASE_EVENT, BASE_STATIC, BOTH, DEFAULT_MODES, DEFAULT_SEEDS, 
                    FORMAT, MODES, RESERVED, VARIANTS, WORKER, Task, base_config,
                    check_datasets, check_modes, check_overrides, check_seeds,
                    check_teacher_fits, check_variants, group_name, plan, set_args,
-                   train_samples)
+                   shard_keys, train_samples)
 from .records import (budget, check_existing, read_curve, read_run_record, run_budget,
                       run_result, teacher_info)
 from .runner import Runner, main, train_one
@@ -43,7 +43,8 @@ from .tables import budget_text, curve_text, fmt_stat, markdown, paired_cells, p
 __all__ = [
     # the plan: variants, student modes, checks, one Task per run directory
     "VARIANTS", "MODES", "DEFAULT_MODES", "DEFAULT_SEEDS", "BOTH", "BASE_STATIC", "BASE_EVENT",
-    "RESERVED", "FORMAT", "FAIL_ENV", "WORKER", "Task", "plan", "base_config", "group_name",
+    "RESERVED", "FORMAT", "FAIL_ENV", "WORKER", "Task", "plan", "shard_keys", "base_config",
+    "group_name",
     "train_samples", "set_args", "check_datasets", "check_variants", "check_modes",
     "check_seeds", "check_overrides", "check_teacher_fits",
     # what runs leave, and running them

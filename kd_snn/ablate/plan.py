@@ -199,6 +199,18 @@ def base_config(data: str, config: Optional[str], overrides: list[str]) -> dict:
     return raw
 
 
+def shard_keys(tasks: list[Task], shard: int, shards: int) -> set:
+    """The keys of the runs the ``shard``-th of ``shards`` parts runs: the plan cut into units
+    that a machine can run alone (a seed's teacher with all its students; with ``--teacher``
+    each student on its own), dealt out in plan order."""
+    units: dict = {}
+    for t in tasks:
+        unit = (t.data, t.seed) if t.external_teacher is None else t.key
+        units.setdefault(unit, []).append(t)
+    return {t.key for i, unit in enumerate(units.values()) if i % shards == shard - 1
+            for t in unit}
+
+
 def train_samples(limit) -> object:
     """A ``data.options.limit`` as the result files state it: an int, or "all"."""
     return int(limit) if limit is not None else "all"

@@ -15,7 +15,7 @@ from typing import Optional
 from ..errors import KdsnnError
 from ..io import write_bytes, write_json, write_text
 from ..rundir import RunDir
-from .plan import FAIL_ENV, FORMAT, MODES, Task, VARIANTS, WORKER
+from .plan import FAIL_ENV, FORMAT, MODES, Task, VARIANTS, WORKER, shard_keys
 from .records import children_cpu, last_error, prepare_run, save_record, run_result, run_budget, budget
 from .stats import compare, refresh, stats
 from .tables import fmt_stat, markdown, plot
@@ -57,12 +57,19 @@ class Runner:
     """Runs the plan, ``jobs`` at a time, and rewrites the result files after each run."""
 
     def __init__(self, out: Path, tasks: list[Task], jobs: int, meta: dict,
-                 echo=print, extra_if_std: Optional[float] = None):
+                 echo=print, extra_if_std: Optional[float] = None,
+                 shard: Optional[tuple] = None, merge: bool = False):
         self.out, self.tasks, self.jobs, self.meta, self.echo = out, tasks, jobs, meta, echo
         self.extra_if_std = extra_if_std
         self.threads = max(1, _cores() // jobs)
         self.t0 = time.time()
         self.ran = 0
+        self.shard, self.merge = shard, merge
+        if shard is not None:  # the other parts' unfinished runs are run elsewhere
+            mine = shard_keys(tasks, *shard)
+            for t in tasks:
+                if t.key not in mine and t.status != "done":
+                    t.status = "elsewhere"
 
     # scheduling ------------------------------------------------------------------------
     def base_spread(self, group: str) -> Optional[float]:
@@ -70,7 +77,7 @@ class Runner:
         base student of the group has finished (None before)."""
         base = [t for t in self.tasks if t.group == group and t.variant != "teacher"
                 and t.seed in self.meta["seeds"]]
-        if any(t.status in ("pending", "running") for t in base):
+        if any(t.status in ("pending", "running", "elsewhere") for t in base):
             return None
         spreads = []
         for v in {t.variant for t in base}:
@@ -110,6 +117,15 @@ class Runner:
         return None
 
     def run(self) -> dict:
+        if self.merge:  # combine what the parts ran: nothing trains here
+            self._ready()  # decides the extra seeds the spread rule asks for
+            todo = [t.key for t in self.tasks if t.status in ("pending", "running")]
+            if todo:
+                raise KdsnnError(f"{len(todo)} run(s) not finished, first: {todo[0]} (run "
+                                 "every --shard K/N again: an extra seed the spread rule asks "
+                                 "for runs once all base seeds are done)")
+            self.write()
+            return self.summary_all()
         self.write()
         if self.jobs == 1:
             self._run_inline()
@@ -215,7 +231,7 @@ class Runner:
         return {g: self.summary(g) for g in self.groups()}
 
     def progress_line(self, task: Task, wall: float) -> str:
-        planned = [t for t in self.tasks if t.status != "not_needed"]
+        planned = [t for t in self.tasks if t.status not in ("not_needed", "elsewhere")]
         done = sum(t.status == "done" for t in planned)
         head = f"[{done}/{len(planned)}] {task.key}"
         if task.status == "done":
@@ -228,6 +244,9 @@ class Runner:
         return head + " | " + ", ".join(cells)
 
     def write(self) -> None:
+        if self.shard is not None:
+            self._write_shard()
+            return
         runs = []
         for t in self.tasks:
             if t.status in ("done", "failed", "blocked"):
@@ -274,6 +293,16 @@ class Runner:
         write_json(self.out / "ablation.json", obj)
         write_text(self.out / "ablation.md", markdown(obj))
         write_bytes(self.out / "ablation.png", plot(obj))
+
+    def _write_shard(self) -> None:
+        """A part writes only OUT/shards/K-of-N.json (its runs' states): the result files
+        are the merge's, so parts sharing OUT never write the same file."""
+        k, n = self.shard
+        mine = [t for t in self.tasks if t.status != "elsewhere"]
+        write_json(self.out / "shards" / f"{k}-of-{n}.json", {
+            "format": FORMAT, "shard": k, "shards": n, "command": self.meta["command"],
+            "runs": {t.key: t.status for t in mine},
+            "elapsed_seconds_this_invocation": round(time.time() - self.t0, 1)})
 
     def missing(self, group: str) -> list:
         """The group's student runs not finished yet ('samd_nld seed 2'; an extra seed the
