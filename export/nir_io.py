@@ -1246,8 +1246,12 @@ def _nir_to_graph(source: Union[nir.NIRGraph, str, os.PathLike],
             raise KdsnnError(f"NIR import: the parameters of neuron node '{key}' do not fit "
                              f"its input's shape {shape}") from None
         if np.any((syn_bias != 0) & (derived[0] != 0)):
-            raise KdsnnError(f"NIR import: synaptic bias into CubaLIF '{key}' with current "
-                             "decay cannot be expressed in kdsnn")
+            raise KdsnnError(f"NIR import: synaptic bias into CubaLIF '{key}' (the bias of "
+                             "an Affine feeding it) with current decay alpha = "
+                             f"{float(np.max(derived[0])):.3g}: a constant current filtered by "
+                             "the decay rises over the first steps, which a Loihi membrane "
+                             "bias cannot express (a Linear without bias, or the bias in "
+                             "v_leak, can be imported)")
         derived[3] = derived[3] + syn_bias * derived[4]
         params = _restore(node, tuple(derived), key)
         layers.append(NeuronLayer(layer_name(key), shape, tuple(c for c, _ in conns),
