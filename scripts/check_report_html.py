@@ -8,8 +8,10 @@ report plus two small scripts that record errors, image sizes and resource reque
 reads the result back with ``--dump-dom``, then screenshots the unmodified page at its
 full height.  Checks: the page renders (a title, tables), every <img> decodes to a
 non-empty bitmap, no JavaScript or console error, no failed resource, no request outside
-the page (everything is inlined).  Exit 0 when all pass, 1 when one fails, 2 on bad input
-(no such file, no Chromium).  Standard library only; nothing goes to the network.
+the page (everything is inlined), no table or image wider than the page (in a
+1280 x 900 window), the summary card (id ``summary``) ends above the fold.  Exit 0 when
+all pass, 1 when one fails, 2 on bad input (no such file, no Chromium).  Standard
+library only; nothing goes to the network.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--hide-scrollbars")
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 MARK = "kdsnn-check"
+WIDTH, FOLD = 1280, 900  # the window a reader opens the page in: the fold is 900 px down
 #: first thing in <head>: collect every error before the page's own content runs
 HEAD_PROBE = """<script>window.__errors=[];
 window.addEventListener('error',function(e){var t=e.target;
@@ -39,7 +42,16 @@ TAIL_PROBE = """<script>window.addEventListener('load',function(){
 var imgs=Array.prototype.map.call(document.images,function(i){return {alt:i.alt,
  complete:i.complete,width:i.naturalWidth,height:i.naturalHeight};});
 var res=performance.getEntriesByType('resource').map(function(r){return r.name;});
+var vw=document.documentElement.clientWidth,vh=window.innerHeight;
+var wide=[];Array.prototype.forEach.call(document.querySelectorAll('table,img,figure'),
+ function(el,i){var r=el.getBoundingClientRect(),p=el.parentElement.getBoundingClientRect();
+ if(r.right>vw+1||r.left<-1||r.width>p.width+1){wide.push({tag:el.tagName,
+ name:(el.alt||el.id||(el.tagName+' '+i)).slice(0,60),width:Math.round(r.width),
+ room:Math.round(Math.min(vw,p.width))});}});
+var sm=document.getElementById('summary');
 var out={title:document.title,tables:document.querySelectorAll('table').length,
+ viewport:[vw,vh],wide:wide,summary:sm?Math.round(sm.getBoundingClientRect().bottom+
+ window.scrollY):null,
  headings:document.querySelectorAll('h2').length,images:imgs,errors:window.__errors,
  resources:res,height:Math.max(document.body.scrollHeight,
  document.documentElement.scrollHeight)};
@@ -74,7 +86,8 @@ def probe(page: Path, browser: str, work: Path, timeout: float = 60.0) -> dict:
     probed.write_text(text.replace("<head>", "<head>" + HEAD_PROBE, 1)
                       .replace("</body>", TAIL_PROBE + "</body>", 1), encoding="utf-8")
     proc = _run(browser, work / "profile-probe",
-                ["--virtual-time-budget=10000", "--dump-dom", probed.as_uri()], timeout)
+                [f"--window-size={WIDTH},{FOLD}", "--virtual-time-budget=10000",
+                 "--dump-dom", probed.as_uri()], timeout)
     found = re.search(f'<pre id="{MARK}">(.*?)</pre>', proc.stdout, re.S)
     if not found:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -84,7 +97,7 @@ def probe(page: Path, browser: str, work: Path, timeout: float = 60.0) -> dict:
 
 
 def screenshot(page: Path, browser: str, work: Path, out: Path, height: int,
-               width: int = 1280, timeout: float = 60.0) -> str:
+               width: int = WIDTH, timeout: float = 60.0) -> str:
     """Screenshot the unmodified page at full height; returns Chromium's stderr."""
     height = max(600, min(int(height) + 40, 30000))
     proc = _run(browser, work / "profile-shot",
@@ -108,6 +121,14 @@ def failures(found: dict, console_log: str) -> list:
     for img in found.get("images", []):
         if not (img["complete"] and img["width"] > 0 and img["height"] > 0):
             bad.append(f"image '{img['alt']}' did not load ({img['width']}x{img['height']})")
+    for el in found.get("wide", []):
+        bad.append(f"{el['tag'].lower()} '{el['name']}' wider than the page "
+                   f"({el['width']} px, room for {el['room']} px)")
+    if found.get("summary") is None:
+        bad.append("page has no summary card (an element with id 'summary')")
+    elif found["summary"] > FOLD:
+        bad.append(f"summary card not above the fold (ends {found['summary']} px down, "
+                   f"fold at {FOLD} px)")
     bad += found.get("errors", [])
     bad += [f"request outside the page: {r}" for r in found.get("resources", [])
             if not r.startswith("data:")]
@@ -147,7 +168,8 @@ def main(argv=None) -> int:
     images = found["images"]
     print(f"{args.page}: '{found['title']}', {found['tables']} tables, {found['headings']} "
           f"sections, {sum(i['width'] > 0 for i in images)}/{len(images)} images loaded, "
-          f"{len(found['errors'])} errors, page height {found['height']} px"
+          f"{len(found['errors'])} errors, {len(found.get('wide', []))} too wide, summary "
+          f"ends at {found.get('summary')} px, page height {found['height']} px"
           + (f", screenshot {shot}" if shot else ""))
     for line in bad:
         print(f"FAIL: {line}")

@@ -1,4 +1,5 @@
-"""Report files: schema, valid PNGs, self-contained HTML, byte-identical re-runs."""
+"""Report files: schema, valid PNG/SVG/PDF figures, self-contained HTML, byte-identical
+re-runs."""
 import base64
 import json
 import re
@@ -11,7 +12,8 @@ import torch.nn as nn
 from export.graph import Connection, DeployGraph, NeuronLayer, run_float
 from hardware.energy import (Conventions, analyze_graph, count_teacher, load_profile,
                              teacher_macs)
-from hardware.report import PLOT_FILES, SCHEMA, build_report, make_report, run_entry
+from hardware.report import (PLOT_FILES, SCHEMA, build_report, make_report, run_entry,
+                             written_files)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -47,6 +49,11 @@ def png_size(data: bytes):
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
+def figure_files(plots):
+    """Every file of the figures whose PNGs are ``plots``: PNG, SVG and PDF."""
+    return [p[:-4] + ext for p in plots for ext in (".png", ".svg", ".pdf")]
+
+
 def run(out, **kw):
     g = tiny_graph()
     x = inputs()
@@ -63,7 +70,10 @@ def run(out, **kw):
 def test_report_files_and_schema(tmp_path):
     rep = run(tmp_path)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == sorted(["report.json", "report.md", "report.html", *PLOT_FILES])
+    assert names == sorted(["report.json", "report.md", "report.html",
+                            *figure_files(PLOT_FILES)])
+    assert sorted(rep["files"]["written"]) == names
+    assert written_files(rep, tmp_path) == [tmp_path / n for n in rep["files"]["written"]]
     on_disk = json.loads((tmp_path / "report.json").read_text())
     assert on_disk == json.loads(json.dumps(rep))
     assert on_disk["schema"] == SCHEMA == "kdsnn.report/2"
@@ -113,14 +123,17 @@ def test_report_files_and_schema(tmp_path):
     assert list(match)[:4] == ["conv1", "conv2", "pool", "fc"]
     assert on_disk["files"]["plots"] == list(PLOT_FILES)
     md = (tmp_path / "report.md").read_text()
-    assert "## Conventions" in md.split("## Accuracy")[0]  # conventions come first
+    assert md.index("## Summary") < md.index("## Contents") < md.index("## Accuracy")
     assert "| conv2 |" in md and "student SynOps vs teacher MACs" in md and "| loihi |" in md
     assert "Spike records side by side" in md and "Teacher / student by convention" in md
-    assert "## Profile loihi" in md and "27.1" in md  # the profile's notes are printed
-    assert "| loihi | teacher | cmos45nm_fp32 |" in md  # the teacher bar says what it is
+    assert "### Profile loihi" in md and "27.1" in md  # the profile's notes are printed
+    assert "| ANN teacher | cmos45nm_fp32 |" in md  # the teacher bar says what it is
+    assert "[definitions](#conventions)" in md and "\n## Conventions\n" in md
     for name in on_disk["files"]["plots"]:
         w, h = png_size((tmp_path / name).read_bytes())
-        assert w > 100 and h > 100
+        assert w > 300 and h > 300
+        assert (tmp_path / name.replace(".png", ".svg")).read_bytes().startswith(b"<?xml")
+        assert (tmp_path / name.replace(".png", ".pdf")).read_bytes().startswith(b"%PDF")
 
 
 def test_pngs_decode_and_html_self_contained(tmp_path):
@@ -131,14 +144,15 @@ def test_pngs_decode_and_html_self_contained(tmp_path):
         assert img.ndim == 3 and img.shape[0] > 100
     page = (tmp_path / "report.html").read_text()
     assert page.startswith("<!DOCTYPE html>")
-    assert not re.search(r"(src|href)\s*=\s*[\"'](?!data:)", page)  # nothing external
+    assert not re.search(r"(src|href)\s*=\s*[\"'](?!data:|#)", page)  # nothing external
     assert "http://" not in page and "https://" not in page
-    srcs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(srcs) == len(rep["files"]["plots"])
-    for name, b64 in zip(rep["files"]["plots"], srcs):
-        assert base64.b64decode(b64) == (tmp_path / name).read_bytes()
+    srcs = re.findall(r'src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(srcs) == len(rep["files"]["plots"]) == page.count("<figcaption>")
+    assert {base64.b64decode(b) for b in srcs} == {
+        (tmp_path / n.replace(".png", ".svg")).read_bytes() for n in rep["files"]["plots"]}
     assert "<table>" in page and "conv2" in page
-    assert page.index("Conventions: padding in_bounds") < page.index("<table>")
+    assert (page.index('id="summary"') < page.index("Conventions: padding in_bounds") <
+            page.index("<nav class=\"toc\">") < page.index('id="accuracy"'))
     assert "Profile loihi" in page and "Davies" in page
 
 
@@ -152,9 +166,13 @@ def test_byte_identical_rerun(tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     assert not [p for p in (tmp_path / "a").iterdir() if p.name.startswith(".")]  # no temp files
     for name in files:
+        data = (tmp_path / "a" / name).read_bytes()
         if name.endswith(".png"):
-            data = (tmp_path / "a" / name).read_bytes()
             assert b"Software" not in data and b"tIME" not in data
+        if name.endswith(".pdf"):
+            assert b"/CreationDate" not in data
+        if name.endswith(".svg"):
+            assert b"<dc:date>" not in data
 
 
 def test_minimal_report_and_stale_files(tmp_path):
@@ -166,9 +184,12 @@ def test_minimal_report_and_stale_files(tmp_path):
     assert rep["energy"]["cmos45nm_fp32"]["student"][0]["teacher_over_student"] is None
     assert rep["by_convention"] == []
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == sorted(["energy.png", "firing_rate.png", "ops_per_layer.png",
-                            "firing_heatmap.png", "spike_raster.png", "rate_distribution.png",
-                            "report.json", "report.md"])
+    assert names == sorted(figure_files(["energy.png", "firing_rate.png", "ops_per_layer.png",
+                                         "firing_heatmap.png", "spike_raster.png",
+                                         "rate_distribution.png"]) +
+                           ["report.json", "report.md"])
+    assert sorted(rep["files"]["written"]) == names
+    assert "Lava == emulation bit for bit: not checked" in (tmp_path / "report.md").read_text()
 
 
 def test_run_entry_and_validation(tmp_path, tmp_path_factory):
@@ -238,8 +259,8 @@ def test_plots_stay_bounded_and_aligned_at_60_layers(tmp_path):
     rep = build_report(tmp_path, {"torch": torch_stats, "lava": lava}, html=False,
                        teacher_macs=count_teacher(teacher, (1, 4, 4)))
     for name in rep["files"]["plots"]:
-        w, h = png_size((tmp_path / name).read_bytes())
-        assert w <= 1600 and h <= 1500, (name, w, h)
+        w, h = png_size((tmp_path / name).read_bytes())  # 300 dpi: inches x 300
+        assert w <= 16 * 300 and h <= 15 * 300, (name, w, h)
     assert is_relay("layer6.0.lif1.relay1") and not is_relay("layer6.0.lif1")
     rows = _match_layers(rep["student"][1], None, Conventions())
     assert [r["layer"] for r in rows] == [l.name for l in g.layers]  # relays folded in

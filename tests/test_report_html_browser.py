@@ -1,5 +1,6 @@
 """The HTML report in a real headless browser (scripts/check_report_html.py): it renders,
-every image loads, no console error.  Skipped where Chromium is not installed."""
+every image loads, no console error, nothing wider than the page, the summary above the
+fold.  Skipped where Chromium is not installed."""
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,8 @@ def test_report_html_in_headless_chromium(tmp_path):
                           timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     n = len(rep["files"]["plots"])
-    assert f"{n}/{n} images loaded, 0 errors" in proc.stdout
+    assert f"{n}/{n} images loaded, 0 errors, 0 too wide" in proc.stdout
+    assert "FAIL" not in proc.stdout  # the summary card ends above the fold
     assert shot.read_bytes().startswith(b"\x89PNG")
 
 
@@ -36,6 +38,23 @@ def test_broken_image_is_reported(tmp_path):
     proc = subprocess.run([sys.executable, str(SCRIPT), str(page)], capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 1 and "image 'broken' did not load" in proc.stdout
+    assert "page has no summary card" in proc.stdout
+
+
+@pytest.mark.skipif(BROWSER is None, reason="no Chromium (apt-get install -y chromium)")
+def test_wide_table_and_late_summary_are_reported(tmp_path):
+    page = tmp_path / "wide.html"
+    cells = "".join(f"<td>{'9' * 40}</td>" for _ in range(60))
+    page.write_text("<!DOCTYPE html><html><head><title>t</title></head><body>"
+                    "<div style=\"height:1500px\"></div><section id=\"summary\">s</section>"
+                    f"<table><tr>{cells}</tr></table>"
+                    "<img alt=\"dot\" src=\"data:image/gif;base64,R0lGODlhAQABAIAAAP///wAAACH5"
+                    "BAEAAAAALAAAAAABAAEAAAICRAEAOw==\"></body></html>")
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(page)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout
+    assert "FAIL: table 'TABLE 0' wider than the page" in proc.stdout
+    assert "summary card not above the fold" in proc.stdout
 
 
 def test_missing_page_is_a_one_line_error(tmp_path):
