@@ -413,6 +413,10 @@ def written_files(report: Mapping, out_dir=None) -> List[Path]:
     return [Path(n) if out_dir is None else Path(out_dir) / n for n in names]
 
 
+#: the ``--source`` that makes a student record of this label
+_SOURCE_OF = {"torch": "torch", "float": "torch", "lava": "lava"}
+
+
 def dropped_by_rerun(old_report: Mapping, new_sources, *, html: Optional[bool] = None,
                      profiles: Optional[Sequence[str]] = None,
                      compare: Optional[Sequence[str]] = None) -> Optional[str]:
@@ -425,9 +429,9 @@ def dropped_by_rerun(old_report: Mapping, new_sources, *, html: Optional[bool] =
     aliases), ``compare`` (the rerun's ``--compare`` runs).  Pure: reads nothing."""
     if not isinstance(old_report, Mapping) or old_report.get("schema") not in READABLE_SCHEMAS:
         return None
-    new_sources = {str(s) for s in new_sources}
-    old_sources = [str(st.get("label")) for st in old_report.get("student") or []
-                   if isinstance(st, Mapping)]
+    new_sources = {_SOURCE_OF.get(str(s), str(s)) for s in new_sources}
+    old_sources = [_SOURCE_OF[str(st.get("label"))] for st in old_report.get("student") or []
+                   if isinstance(st, Mapping) and str(st.get("label")) in _SOURCE_OF]
     lost, flags = [], []
     gone = [s for s in old_sources if s not in new_sources]
     if gone:

@@ -1,6 +1,7 @@
 """Open a kdsnn report.html in headless Chromium: it renders, every image loads, no errors.
 
     .venv/bin/python scripts/check_report_html.py RUN/report/report.html [--screenshot OUT.png]
+        [--fold FIRST_SCREEN.png]
 
 A static check cannot see what a browser does with the page, so this one asks a real
 browser (Debian: ``apt-get install -y chromium``).  It loads a probe copy of the page (the
@@ -97,10 +98,11 @@ def probe(page: Path, browser: str, work: Path, timeout: float = 60.0) -> dict:
 
 
 def screenshot(page: Path, browser: str, work: Path, out: Path, height: int,
-               width: int = WIDTH, timeout: float = 60.0) -> str:
-    """Screenshot the unmodified page at full height; returns Chromium's stderr."""
-    height = max(600, min(int(height) + 40, 30000))
-    proc = _run(browser, work / "profile-shot",
+               width: int = WIDTH, timeout: float = 60.0, full: bool = True) -> str:
+    """Screenshot the unmodified page at full height (``full=False``: the first ``height``
+    pixels, what a reader sees before scrolling); returns Chromium's stderr."""
+    height = max(600, min(int(height) + 40, 30000)) if full else int(height)
+    proc = _run(browser, work / ("profile-shot" if full else "profile-fold"),
                 [f"--screenshot={out}", f"--window-size={width},{height}",
                  "--virtual-time-budget=10000", "--enable-logging=stderr", "--v=0",
                  page.as_uri()], timeout)
@@ -138,8 +140,10 @@ def failures(found: dict, console_log: str) -> list:
     return bad
 
 
-def check(page: Path, shot: Path | None = None, browser: str | None = None) -> tuple:
-    """(findings, failures, screenshot path) for ``page``."""
+def check(page: Path, shot: Path | None = None, browser: str | None = None,
+          fold: Path | None = None) -> tuple:
+    """(findings, failures, screenshot path) for ``page``; ``fold``: also write the first
+    screen (WIDTH x FOLD px) there."""
     page = Path(page).resolve()
     if not page.is_file():
         raise CheckError(f"{page} not found")
@@ -149,6 +153,8 @@ def check(page: Path, shot: Path | None = None, browser: str | None = None) -> t
         found = probe(page, exe, work)
         out = Path(shot).resolve() if shot else work / "shot.png"
         log = screenshot(page, exe, work, out, found.get("height", 2000))
+        if fold:
+            screenshot(page, exe, work, Path(fold).resolve(), FOLD, full=False)
         bad = failures(found, log)
         return found, bad, (out if shot else None)
 
@@ -158,10 +164,12 @@ def main(argv=None) -> int:
     parser.add_argument("page", type=Path, help="report.html to check")
     parser.add_argument("--screenshot", type=Path, default=None,
                         help="write the full-page screenshot here (PNG)")
+    parser.add_argument("--fold", type=Path, default=None,
+                        help=f"write the first screen ({WIDTH} x {FOLD} px) here (PNG)")
     parser.add_argument("--browser", default=None, help="Chromium executable")
     args = parser.parse_args(argv)
     try:
-        found, bad, shot = check(args.page, args.screenshot, args.browser)
+        found, bad, shot = check(args.page, args.screenshot, args.browser, args.fold)
     except (CheckError, OSError, subprocess.TimeoutExpired, ValueError) as exc:
         print(f"check_report_html: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2

@@ -8,8 +8,9 @@ random init, folded, thresholds calibrated to ~15 % firing, latency-balanced and
 as that benchmark does) it writes ``OUT/NAME/`` with the report (torch spikes of the
 unbalanced float graph beside the integer emulation's spikes of the quantized graph, whose
 relay layers are what a Lava run records; the teacher is the same architecture as an ANN),
-``OUT/NAME/page.png`` (the whole page) and the report's own PNGs, so the plots can be
-looked at as a reader sees them.  Needs Chromium (Debian: ``apt-get install -y chromium``);
+``OUT/NAME/page.png`` (the whole page), ``OUT/NAME/first_screen.png`` (what a reader sees
+before scrolling: the summary card) and the report's own figures (PNG at 300 dpi, SVG,
+PDF), so the plots can be looked at as a reader sees them.  Needs Chromium (Debian: ``apt-get install -y chromium``);
 without it the reports are still written and the screenshots skipped.
 """
 from __future__ import annotations
@@ -94,7 +95,8 @@ def main(argv=None) -> int:
     for name in args.only:
         page = write_report(name, args.out / name, args.samples)
         try:
-            _, problems, _ = chk.check(page, shot=args.out / name / "page.png")
+            _, problems, _ = chk.check(page, shot=args.out / name / "page.png",
+                                       fold=args.out / name / "first_screen.png")
         except chk.CheckError as exc:
             print(f"[{name}] no screenshot: {exc}")
             continue

@@ -124,6 +124,9 @@ def test_dropped_by_rerun():
     assert dropped_by_rerun({"schema": "other"}, {"torch"}) is None
     only_lava = {"schema": "kdsnn.report/2", "student": [{"label": "lava"}]}
     assert "--source both" in dropped_by_rerun(only_lava, {"torch"})
+    made_by_api = {"schema": "kdsnn.report/2", "student": [{"label": "float"}]}
+    assert dropped_by_rerun(made_by_api, {"torch"}) is None
+    assert "--source both" in dropped_by_rerun(made_by_api, {"lava"})
 
 
 def test_written_files_and_columns(tmp_path, stats):
