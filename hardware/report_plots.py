@@ -175,7 +175,7 @@ def plot_accuracy_energy(rep: dict):
             ax.scatter([e / scale], [100 * pt["accuracy"]], s=42, zorder=3,
                        marker="s" if model == "teacher" else "o" if model else "D",
                        color=color, label=pt["name"] if ax is axes[0] else None)
-            short = MODELS[model].split()[0] if model else pt["name"].split(":")[0]
+            short = _SHORT.get(model) or pt["name"].split(":")[0]
             ax.annotate(f"{short} {100 * pt['accuracy']:.2f} %",
                         (e / scale, 100 * pt["accuracy"]), xytext=(5, -4 - 10 * (k % 4)),
                         textcoords="offset points", fontsize=7, color=color, va="top")
@@ -192,6 +192,9 @@ def plot_accuracy_energy(rep: dict):
         ax.set_title(prof, fontsize=9)
     fig.legend(loc="outside lower center", ncol=2, fontsize=7, frameon=False)
     return fig
+
+
+_SHORT = {"teacher": "teacher", "float": "float", "emulation": "emulation", "lava": "Lava"}
 
 
 # --------------------------------------------------------------------------- energy
