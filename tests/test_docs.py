@@ -319,3 +319,12 @@ def test_python_blocks_run(tmp_path, monkeypatch):
         done[body] = namespace
         ran += 1
     assert ran >= 5
+
+
+def test_source_files_named_in_the_docs_exist():
+    """A `path/to/file.py` (or .sh, .txt, .ipynb) the docs name in code is a file here."""
+    pattern = re.compile(r"`((?:kd_snn|export|hardware|kdsnn|scripts|benchmarks|tests|notebooks)"
+                         r"/[\w./-]+\.(?:py|sh|txt|ipynb))`")
+    for page in nav_pages():
+        for path in pattern.findall(page.read_text()):
+            assert (ROOT / path).is_file(), f"{page.relative_to(ROOT)} names {path}"
