@@ -9,8 +9,8 @@ The rule for code blocks (the fenced blocks of every page in mkdocs.yml's nav, a
   quick start's) is not run twice: its page gets that namespace. A block right after ``<!-- readme-test: NAME -->`` needs a fixture (the netx block needs
   a netx file) and is run by the test that names that marker instead: this test checks that
   such a test exists.
-- ```bash: every command line is checked. The cheap ones (:data:`RUN`: ``kdsnn --help``,
-  ``kdsnn configs``) are run and must exit 0. Every other ``kdsnn ...`` invocation (also as
+- ```bash: every command line is checked. The cheap ones (:data:`RUN`: ``kdsnn --version``,
+  ``kdsnn --help``, ``kdsnn configs``) are run and must exit 0 and print something. Every other ``kdsnn ...`` invocation (also as
   ``python -m kdsnn``, ``torchrun ... -m kdsnn``, inside ``sbatch --wrap '...'`` or a ``for``
   loop) is parsed by ``kdsnn.cli.build_parser()`` without running. ``make TARGET`` must be a
   Makefile target; a script run by ``python``/``bash`` must exist; set-up commands (pip, venv,
@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 MKDOCS = Path(sys.executable).with_name("mkdocs")
 #: shell command lines cheap enough to run
-RUN = {"kdsnn --help", "kdsnn configs"}
+RUN = {"kdsnn --version", "kdsnn --help", "kdsnn configs"}
 #: first words of set-up lines that are shown, never run
 SETUP = {"pip", "python3.11", "apt-get", ".", "source"}
 FENCE = re.compile(r"^(?P<indent>[ ]*)```(?P<lang>[\w-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)```[ ]*$",
@@ -272,7 +272,7 @@ def test_shell_blocks_run_or_parse():
             for seg in _segments(cmd):
                 kind = _check_command(seg, where, makefile)
                 seen[kind] = seen.get(kind, 0) + 1
-    assert seen["run"] >= 2 and seen["parsed"] >= 30, seen
+    assert seen["run"] >= 3 and seen["parsed"] >= 30, seen
 
 
 def test_yaml_blocks_are_valid_configs():
