@@ -59,11 +59,14 @@ def bit_exact_line(rep: dict) -> str:
     return "Lava == emulation bit for bit: not checked in this report (no parity result given)"
 
 
-def _energy_table(rows: List[tuple]) -> tuple:
+def _energy_table(rows: List[tuple], one_unit: bool = False) -> tuple:
     """(units, rows) of a table of ``(text cells, energies in pJ)`` rows: each energy column
-    in one unit, that of its largest value (``None``: an empty cell)."""
+    in one unit, that of its largest value (``one_unit``: every column in the unit of the
+    table's largest value); ``None``: an empty cell."""
     ncols = len(rows[0][1]) if rows else 0
     units = [column_unit(r[1][j] for r in rows) for j in range(ncols)]
+    if one_unit:
+        units = [column_unit(v for r in rows for v in r[1])] * ncols
     return units, [list(r[0]) + [fmt_in(v, units[j][1]) if v is not None else ""
                                  for j, v in enumerate(r[1])] for r in rows]
 
@@ -117,7 +120,7 @@ def captions(rep: dict) -> Dict[str, str]:
     groups = [g for g in rep.get("accuracy_groups") or [] if g["models"]]
     primary = record_name(rep["student"][0]["label"])
     out = {
-        "accuracy": "Accuracy of " + "; ".join(
+        "accuracy": "Accuracy by sample set, " + "; ".join(
             f"{g['label']}: " + ", ".join(MODELS[m["model"]] for m in g["models"])
             for g in groups) + ". Each panel compares models on the same samples only; "
         "bars start at 0 %, each gives its n and its difference to the teacher in "
@@ -150,8 +153,8 @@ def captions(rep: dict) -> Dict[str, str]:
         other = [p for p in ave["points"] if not p.get("model")]
         out["accuracy_vs_energy"] = (
             "Accuracy against energy per inference, one panel per profile; this run's "
-            f"points all measured on {g['label'] if g else 'one sample set'} (accuracy), "
-            f"their energy from spikes of {n} test samples (T = {T})" +
+            f"accuracies all from one sample set, {g['label'] if g else 'as given'}, their "
+            f"energies from the spikes of {n} test samples (T = {T})" +
             (f"; other runs ({len(other)}) from their own reports, their student's accuracy"
              if other else "") + ". Accuracy axis from 0. " + conv)
     return out
@@ -197,7 +200,7 @@ def sections(rep: dict) -> List[dict]:
             rows.append((["ANN teacher", t["charged_as"]],
                          [None, t["total_pj"]] + [None] * (len(ENERGY_PARTS) - 2) +
                          [t["total_pj"]]))
-        units, body = _energy_table(rows)
+        units, body = _energy_table(rows, one_unit=True)  # a row adds up in one unit
         hdr = ["model", "charged as"] + [f"{PART_LABELS[k]} ({u[0]})" for k, u in
                                          zip(ENERGY_PARTS, units)] + [f"total ({units[-1][0]})"]
         if rep["teacher"]:
@@ -314,7 +317,7 @@ def sections(rep: dict) -> List[dict]:
     blocks = []
     for prof in rep["profile_order"]:
         p = rep["energy"][prof]["profile"]
-        blocks += [{"kind": "subtitle", "text": f"Profile {prof}"},
+        blocks += [{"kind": "subtitle", "text": f"{prof}: source and notes"},
                    _notes(*([f"Source: {p['source']}", p["description"]] + list(p["notes"])),
                           bullets=True)]
     out.append({"title": "Energy profiles", "blocks": blocks})

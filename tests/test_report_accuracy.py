@@ -1,6 +1,7 @@
 """The report's accuracy groups (like with like), the summary card, the rerun guard and the
 figures' colours and raster: pure helpers and one small report."""
 import json
+import re
 
 import pytest
 import torch
@@ -72,7 +73,7 @@ def test_groups_in_report_summary_and_figures(tmp_path, stats):
     assert ("Accuracy, same 60 test samples (parity's): ANN teacher 98.33%, float student "
             "95.00%, integer emulation 95.00%, Lava fixed_pt 95.00% (n = 60 each)") in head
     assert "| same 60 test samples (parity's) | Lava fixed_pt | 60 | 95.00 | -3.33 |" in md
-    assert "*Figure 1.* Accuracy of same 60 test samples" in md
+    assert "*Figure 1.* Accuracy by sample set, same 60 test samples" in md
     assert "![Figure 1: accuracy](accuracy.png)" in md and "[PDF](accuracy.pdf)" in md
     page = (tmp_path / "report.html").read_text()
     assert page.count("<figure") == page.count("<figcaption>") == len(rep["files"]["plots"])
@@ -143,6 +144,8 @@ def test_written_files_and_columns(tmp_path, stats):
     md = (tmp_path / "report.md").read_text()
     energy = md.split("### Profile loihi")[1].split("\n\n")[1].splitlines()
     assert energy[0].startswith("| model | charged as | SynOps (")
+    units = set(re.findall(r"\((pJ|nJ|µJ|mJ)\)", energy[0]))
+    assert len(units) == 1, units  # a row adds up: one unit in the whole table
     assert energy[1].startswith("|:---|:---|---:|")
     assert not any(u in cell for line in energy[2:] for cell in line.split("|")[3:]
                    for u in ("pJ", "nJ", "µJ"))
