@@ -1084,7 +1084,8 @@ def linear_chain(keys: list, nodes: dict, src_shape: tuple, source: str) -> tupl
         raise KdsnnError(f"NIR import: the path {path} is not one exact connection (a "
                          "padded convolution after a convolution or pooling whose border "
                          "reads data, or pooling that drops rows before a padded "
-                         "convolution; insert a neuron layer between them)")
+                         "convolution), and no relay can split it: the values between the "
+                         "nodes are graded sums, a relay neuron carries spikes")
     bias = bias.numpy().reshape(conn.out_shape(src_shape))
     return conn, (bias if np.any(bias != 0) else None)
 

@@ -95,6 +95,7 @@ class StudentModule(nn.Module):
             batch = x.shape[1]
             frames = [x[t] for t in range(T)]
         state = {}
+        prev = {}  # recurrent layers: their spikes of the previous step (none at t = 0)
         readout = None
         last = []
         for t in range(T):
@@ -102,7 +103,12 @@ class StudentModule(nn.Module):
             for li, layer in enumerate(graph.layers):
                 cur = None
                 for ci, conn in enumerate(layer.connections):
-                    y = self._apply(li, ci, conn, out[conn.source])
+                    if conn.source == layer.name:  # recurrent (export.graph.is_recurrent)
+                        if layer.name not in prev:
+                            continue
+                        y = self._apply(li, ci, conn, prev[layer.name])
+                    else:
+                        y = self._apply(li, ci, conn, out[conn.source])
                     cur = y if cur is None else cur + y
                 cur = cur.reshape(batch, *layer.shape)
                 bias = getattr(self, f"l{li}_bias")
@@ -125,6 +131,8 @@ class StudentModule(nn.Module):
                 v = v * (1 - s)
                 state[layer.name] = (i, v)
                 out[layer.name] = s
+                if any(c.source == layer.name for c in layer.connections):
+                    prev[layer.name] = s
                 if layer.name == self.last_spiking:
                     last.append(s)
         spikes = torch.stack(last)

@@ -208,3 +208,18 @@ def test_braille_with_biases_is_refused_by_name():
     membrane bias cannot express."""
     with pytest.raises(KdsnnError, match="synaptic bias into CubaLIF 'lif1.lif'"):
         nir_to_graph(BRAILLE_BIAS)
+
+
+def test_onnx_student_of_a_recurrent_graph(tmp_path):
+    """The ONNX export of the student (T unrolled) feeds the recurrence the previous
+    step's spikes too: onnxruntime gives run_float's logits and spikes."""
+    pytest.importorskip("onnxruntime")
+    from export.imported import fit_to_data
+    from export.onnx_export import check_onnx, export_onnx_student
+    T = 12
+    g = fit_to_data(nir_to_graph(BRAILLE), (12,), 7, T, "direct")
+    x = _spikes(12, T, 3, 4, rate=0.7)
+    path = export_onnx_student(g, tmp_path / "student.onnx", static_input=False)
+    logits, rec = run_float(g, x.double(), record=True)
+    diff = check_onnx(path, x.numpy(), [logits.numpy(), rec["lif2"].numpy()])
+    assert diff < 1e-4
