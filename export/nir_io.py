@@ -980,8 +980,10 @@ def _lin_dense(c: _Chain, key: str, node) -> _Chain:
 
 def _lin_scale(c: _Chain, key: str, node) -> _Chain:
     s = _f64(node.scale)
+    while s.ndim > len(c.shape) and s.shape[0] == 1:  # a leading batch axis
+        s = s[0]
     try:
-        s = np.broadcast_to(s.reshape(s.shape if s.ndim <= len(c.shape) else -1), c.shape)
+        s = np.broadcast_to(s, c.shape)
     except ValueError:
         raise KdsnnError(f"NIR import: Scale node '{key}' has shape {np.shape(node.scale)}, "
                          f"its input {c.shape}") from None
@@ -1037,8 +1039,10 @@ def _node_apply(node, x):
         if isinstance(node, nir.Affine) and node.bias is not None:
             y = y + torch.as_tensor(_f64(node.bias).reshape(-1))
         return y
-    s = torch.as_tensor(_f64(node.scale))
-    return x * s.reshape(s.shape if s.dim() <= x.dim() - 1 else (-1,))
+    s = _f64(node.scale)
+    while s.ndim > x.dim() - 1 and s.shape[0] == 1:
+        s = s[0]
+    return x * torch.as_tensor(s)
 
 
 def linear_chain(keys: list, nodes: dict, src_shape: tuple, source: str) -> tuple:
