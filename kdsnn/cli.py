@@ -198,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "dense) and/or AXIS=VALUE pairs applied in order (axes: padding, "
                         "first_layer, zero_input, neuron_updates, mac_weights, membrane, "
                         "readout; see the docs' energy conventions)")
+    p.add_argument("--replace", action="store_true",
+                   help="rewrite the report in place even where that drops what it holds "
+                        "(another --source, --profile or --compare); refused without it")
 
     _add_ablate_parser(sub)
 
@@ -373,8 +376,8 @@ def _import(a) -> int:
 def _report(a) -> int:
     from .reporting import report
     r = report(a.run, samples=a.samples, source=a.source, profiles=a.profile, html=a.html,
-               compare=a.compare, conventions=a.conventions, device=a.device,
-               progress=not a.no_progress)
+               compare=a.compare, conventions=a.conventions, replace=a.replace,
+               device=a.device, progress=not a.no_progress)
     for note in r.notes:
         print(note)
     for profile, blk in r.report.get("energy", {}).items():

@@ -24,17 +24,25 @@ SOURCES = ("torch", "lava", "both")
 def report(run: RunPath, *, samples: Optional[int] = None, source: str = "torch",
            profiles: Optional[Sequence[str]] = None, html: bool = False,
            compare: Sequence[RunPath] = (), conventions: Sequence[str] = (),
-           device: Optional[str] = None, progress: bool = True) -> ReportResult:
+           replace: bool = False, device: Optional[str] = None,
+           progress: bool = True) -> ReportResult:
     """Count the student's activity on the first ``samples`` test samples (default 256; with
     Lava, the samples parity kept when it did) and write the report.
 
     ``source``: ``torch``, ``lava`` or ``both``; ``profiles``: energy profile names or YAML
     files (default cmos45nm_fp32, cmos45nm_int8, loihi); ``compare``: other runs with a
     report, for the accuracy-vs-energy plot; ``conventions``: how operations are charged (a
-    preset ``kdsnn``/``neurobench``/``dense`` and/or ``AXIS=VALUE`` pairs)."""
+    preset ``kdsnn``/``neurobench``/``dense`` and/or ``AXIS=VALUE`` pairs).
+
+    A rerun keeps what it can recompute (report.html when the last report had one) and
+    refuses, before any work, to drop what it cannot (another spike source, profile or
+    compared run than the report in place holds) unless ``replace``. Accuracies are shown
+    like with like: teacher, float student, emulation and Lava on parity's samples, and the
+    full-split figures as their own group."""
     from hardware.energy import analyze_graph, count_teacher, load_profile, parse_conventions
-    from hardware.report import DEFAULT_PROFILES, build_report
-    from kd_snn.run import load_trained, sample_inputs
+    from hardware.report import (DEFAULT_PROFILES, accuracy_groups, build_report,
+                                 dropped_by_rerun, written_files)
+    from kd_snn.run import load_trained, sample_inputs, split_size
 
     check_positive(samples=samples)
     if source not in SOURCES:
@@ -49,6 +57,14 @@ def report(run: RunPath, *, samples: Optional[int] = None, source: str = "torch"
         load_profile(name)
     run, cfg = open_trained_run(run)
     runs = _compare_entries(compare)
+    old = _report_in_place(run)
+    if old is not None and not replace:
+        lost = dropped_by_rerun(old, {"torch", "lava"} if source == "both" else {source},
+                                profiles=[load_profile(q).name for q in profiles],
+                                compare=[str(c) for c in compare])
+        if lost:
+            raise KdsnnError(f"{lost} (or --replace to rewrite the report anyway)")
+    html = html or bool(old is not None and (old.get("files") or {}).get("html"))
     say = (lambda text: print(f"report: {text}", flush=True)) if progress else (lambda t: None)
     notes = []
     with writing(run):
@@ -84,8 +100,13 @@ def report(run: RunPath, *, samples: Optional[int] = None, source: str = "torch"
             from hardware.energy.teacher_onnx import count_onnx_teacher
             macs = count_onnx_teacher(onnx_teacher, tuple(x.shape[2:]),
                                       x=None if images is None else images.float())
-        accuracy = _accuracies(run.read_metrics(), len(y),
-                               lava_acc if "lava" in stats else None)
+        metrics = run.read_metrics()
+        accuracy = accuracy_groups(metrics, _teacher_on_parity_samples(run, cfg, metrics),
+                                   test_split_size=split_size(cfg, "test"))
+        n_parity = (metrics.get("parity") or {}).get("samples")
+        if "lava" in stats and len(y) != n_parity:  # Lava ran on the report's own samples
+            accuracy["report_samples"] = {"n": len(y), "lava": lava_acc,
+                                          "label": f"the {len(y)} report samples"}
         try:
             rep = build_report(run.subdir("report"), stats, teacher_macs=macs,
                                profiles=profiles, accuracy=accuracy, runs=runs or None,
@@ -95,29 +116,36 @@ def report(run: RunPath, *, samples: Optional[int] = None, source: str = "torch"
                                conventions=conv)
         except ValueError as exc:
             raise KdsnnError(str(exc).splitlines()[0]) from None
-    out = run.subdir("report")
-    files = sorted(p for p in out.iterdir() if p.is_file()) if out.is_dir() else []
+    files = written_files(rep, run.subdir("report"))
     return ReportResult(files=tuple(files), report=rep, notes=tuple(notes))
 
 
-def _accuracies(metrics: dict, n: int, lava: Optional[float]) -> dict:
-    """The accuracies the report shows, each with what it was measured on."""
-    accuracy = {k: {"value": metrics[k]["test_accuracy"], "note": "test split (metrics)"}
-                for k in ("student", "teacher")
-                if k in metrics and isinstance(metrics[k].get("test_accuracy"), (int, float))}
-    if lava is not None:  # on the very samples whose spikes the report counts
-        accuracy["lava"] = {"value": lava, "note": f"the {n} report samples"}
-    for key, path in (("quantized", ("quantized", "quantized")),
-                      ("lava", ("parity", "accuracy", "lava"))):
-        if key in accuracy:
-            continue
-        value = metrics
-        for k in path:
-            value = value.get(k) if isinstance(value, dict) else None
-        if isinstance(value, (int, float)):
-            count = metrics[path[0]].get("samples")
-            accuracy[key] = {"value": value, "note": f"{count} test images ({path[0]})"}
-    return accuracy
+def _report_in_place(run) -> Optional[dict]:
+    """The run's current report.json (None when absent or unreadable: nothing to keep)."""
+    path = run.subdir("report") / "report.json"
+    if not path.is_file():
+        return None
+    try:
+        return kio.read_json_object(path, "kdsnn report")
+    except KdsnnError:
+        return None
+
+
+def _teacher_on_parity_samples(run, cfg, metrics: dict) -> Optional[float]:
+    """The teacher's accuracy on parity's samples (the first N of the test split), so that
+    the report compares all four models on the same images; None without both."""
+    import torch
+    from torch.utils.data import Subset
+
+    from kd_snn.run import evaluate, load_trained, open_dataset
+
+    n = (metrics.get("parity") or {}).get("samples")
+    if not isinstance(n, int) or n <= 0 or not run.has_model("teacher"):
+        return None
+    teacher, _ = load_trained(run.model_path("teacher"), expect_spiking=False)
+    test = open_dataset(cfg, "test")
+    subset = Subset(test, range(min(n, len(test))))
+    return evaluate(teacher.float(), subset, cfg, "teacher", torch.device("cpu"))["accuracy"]
 
 
 def _compare_entries(names: Sequence[RunPath]) -> list:

@@ -161,8 +161,33 @@ def test_report_html_and_lava_source(exported):
     rep = json.loads((out / "report.json").read_text())
     assert [s["label"] for s in rep["student"]] == ["torch", "lava"]
     page = (out / "report.html").read_text()
-    assert page.startswith("<!DOCTYPE html>") and "data:image/png;base64," in page
+    assert page.startswith("<!DOCTYPE html>") and "data:image/svg+xml;base64," in page
     assert "http://" not in page and "https://" not in page  # self-contained
+
+
+def test_report_compares_like_with_like_and_a_rerun_drops_nothing(exported, capsys):
+    out = exported / "report"
+    assert main(["parity", str(exported), "--samples", "8", "--stock-check", "0",
+                 "--no-full-test", "--no-progress"]) == 0
+    assert main(["report", str(exported), "--samples", "8", "--source", "both", "--html",
+                 "--no-progress"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    groups = {g["key"]: g for g in rep["accuracy_groups"]}
+    same = groups["same_samples"]  # teacher, float, emulation and Lava on parity's 8 samples
+    assert same["n"] == 8 and {m["model"] for m in same["models"]} >= {"teacher", "float",
+                                                                        "emulation", "lava"}
+    assert same["bit_exact"] is True and groups["full_split"]["n"] == 360
+    printed = capsys.readouterr().out
+    assert f"report: {out / 'report.html'}" in printed and f"{out / 'report.md'}" in printed
+    before = (out / "report.json").read_bytes()
+    assert main(["report", str(exported), "--samples", "8", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--source both" in err and "--replace" in err and err.count("\n") == 1
+    assert (out / "report.json").read_bytes() == before  # refused before any work
+    assert main(["report", str(exported), "--samples", "8", "--replace", "--no-progress"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert [s["label"] for s in rep["student"]] == ["torch"]
+    assert (out / "report.html").is_file()  # what a rerun can remake, it keeps
 
 
 # --------------------------------------------------------------------------- bad input
