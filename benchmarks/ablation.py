@@ -24,8 +24,10 @@ analysis from its runs and rewrites its .json and .md (no training; the plot is 
 - ``scaling``    (issue 21) SAMD + NLD with softmax / z-score / L2 scaling and none, paired also
   against samd_nld (softmax), the paper's CIFAR-100 ordering;
 - ``spikformer`` (issue 21) none, logit_kd, samd_nld with a Spikformer-1-32 student;
-- ``events``     (issue 21) none, logit_kd, nld, samd, samd_nld on fashion_mnist_events, with
-  its own event-data teacher (T = 10: the costliest).
+- ``events``     (issues 21, 32) none, logit_kd, nld, samd, samd_nld on fashion_mnist_events,
+  with its own event-data teacher (T = 10: the costliest; issue 32's budget: teacher 10 epochs
+  on the full 60k, students 10 epochs on the first 5000, the test split evaluated every 5
+  epochs; benchmarks/events_epoch.py measures where an epoch goes).
 """
 from __future__ import annotations
 
