@@ -385,6 +385,11 @@ def _check_file(path: Path) -> None:
             nodes = root.get("nodes")
             if not isinstance(nodes, h5py.Group):
                 raise KdsnnError(f"cannot read NIR file {path}: the graph has no 'nodes'")
+            edges = root.get("edges")
+            if not isinstance(edges, h5py.Dataset) or edges.ndim != 2 or \
+                    edges.shape[-1] != 2 or edges.dtype.kind not in "SOU":
+                raise KdsnnError(f"cannot read NIR file {path}: the graph's 'edges' are not a "
+                                 "list of (source, target) node names")
             known = {n for n in dir(nir) if isinstance(getattr(nir, n), type)
                      and issubclass(getattr(nir, n), nir.NIRNode)}
             kinds: dict = {}
@@ -647,7 +652,11 @@ def _why_not(key: str, node) -> KdsnnError:
 
 def _meta_number(meta: dict, key: str) -> float:
     """A finite real number from the graph's metadata, or a KdsnnError naming it."""
-    raw = _scalar(meta[key])
+    raw = meta[key]
+    if isinstance(raw, np.ndarray) and raw.size != 1:
+        raise KdsnnError(f"NIR import: the file's metadata {key} holds {raw.size} values, "
+                         "not one number")
+    raw = raw.reshape(()).item() if isinstance(raw, np.ndarray) else raw
     try:
         val = float(raw.decode() if isinstance(raw, bytes) else raw)
     except (TypeError, ValueError):
@@ -1121,6 +1130,10 @@ def _nir_to_graph(source: Union[nir.NIRGraph, str, os.PathLike],
             m = getattr(nodes[key], "metadata", None) or {}
             layer_names[key] = (str(_scalar(m["kdsnn_layer"])) if "kdsnn_layer" in m
                                 else names(key))
+            if not layer_names[key] or layer_names[key] == INPUT:
+                raise KdsnnError(f"NIR import: node '{key}' names its kdsnn layer "
+                                 f"{layer_names[key]!r:.30} in its metadata, which cannot be a "
+                                 "layer name")
         return layer_names[key]
 
     # input shape: the Input type (batch axis dropped), else from its first consumer
