@@ -1,4 +1,8 @@
-"""kdsnn: knowledge distillation of spiking students, Loihi export, parity and energy.
+"""kd_snn: the training side of kdsnn — data sets and encodings (``kd_snn.data``), the model
+registry (``kd_snn.models``), Loihi CUBA neurons (``kd_snn.neurons``), the distillation losses
+(``kd_snn.losses``: SAMD, NLD and the baselines), the run directory (``kd_snn.rundir``,
+``kd_snn.run``), training (``kd_snn.trainer``) and the ablations (``kd_snn.ablate``). Each
+subpackage declares its public names in ``__all__``.
 
 OpenMP threads that spin while waiting make every small op crawl when another
 process shares the cores (tests, Lava workers, parallel jobs: 30x slower steps
@@ -11,3 +15,5 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
+
+__all__ = ["__version__"]
