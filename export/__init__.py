@@ -7,6 +7,9 @@ ONNX and netx HDF5::
     graph = fold_student(model.double().eval(), (1, 8, 8), time_steps=4)
     qgraph = quantize(balance_latency(graph), calib_x)       # calib_x: (T, N, C, H, W)
     readout, spikes = emulate(qgraph, encode_input(x_seq))   # Loihi's integers
+
+``export.quantize`` and ``export.emulate`` are these functions; their modules' other names
+are imported by module path (``from export.quantize import calib_chunk``).
 """
 from .accuracy import accuracy_over, float_accuracy, quantized_accuracy, split_accuracy
 from .emulate import emulate
