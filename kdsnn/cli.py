@@ -422,8 +422,6 @@ def _configs(a) -> int:
 COMMANDS = {"teacher": _teacher, "distill": _distill, "eval": _eval, "quantize": _quantize,
             "export": _export, "parity": _parity, "import": _import, "report": _report,
             "ablate": _ablate, "configs": _configs}
-#: commands after training take the run as trained: its config is not changed by --set
-NO_OVERRIDES = ("quantize", "export", "parity", "report")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
