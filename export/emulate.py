@@ -283,23 +283,9 @@ def lif_layer_recurrent(a, recurrent: list, du: int, dv: int, bias_eff, vth: int
 
 
 def _lif_layer_steps(a, du, dv, bias_eff, vth, stats) -> tuple:
-    """:func:`lif_layer` step by step in int64 (any input, the wraps always applied)."""
-    u = torch.zeros_like(a[0])
-    v = torch.zeros_like(u)
-    spikes = torch.empty(a.shape, dtype=torch.bool, device=a.device)
-    peak_u = peak_v = 0
-    overflow = False
-    for t in range(a.shape[0]):
-        s, u, v, raw_v, raw_u = lif_step(a[t], u, v, du, dv, bias_eff, vth)
-        spikes[t] = s
-        if stats is not None:
-            mu, mv = int(raw_u.abs().max()), int(raw_v.abs().max())
-            peak_u, peak_v = max(peak_u, mu), max(peak_v, mv)
-            if mu >= UV_MAX or mv >= UV_MAX - 1 or (stats.get("readout") and bool(s.any())):
-                overflow = True
-    if stats is not None:
-        stats.update(max_u=peak_u, max_v=peak_v, overflow=overflow)
-    return spikes, v
+    """:func:`lif_layer` step by step in int64 (any input, the wraps always applied): the
+    recurrent step loop with no recurrent connection."""
+    return lif_layer_recurrent(a, [], du, dv, bias_eff, vth, stats)
 
 
 def emulate(qgraph: QuantGraph, x_int_seq, record: bool = True,
