@@ -480,3 +480,26 @@ ALL = {
     "spikingjelly_residual": lambda d, seed=0: spikingjelly_net(d, seed, residual=True),
     "sinabs": sinabs_net,
 }
+
+
+def norse_forward(graph, x, dt=None):
+    """norse 1.1's ``from_nir`` of a NIR graph (``dt``: its argument, left at norse's default
+    when None) stepped over ``x`` (T, 1, ...): ``(T, 1, out)``, the reference forward of the
+    NIR-paper tests."""
+    import logging
+
+    import pytest
+    import torch
+    norse = pytest.importorskip("norse.torch")
+    logging.disable(logging.WARNING)  # norse warns about r on IF nodes
+    try:
+        module = norse.from_nir(graph) if dt is None else norse.from_nir(graph, dt=dt)
+    finally:
+        logging.disable(logging.NOTSET)
+    state, outs = None, []
+    with torch.no_grad():
+        for t in range(x.shape[0]):
+            y, state = module(x[t], state)
+            outs.append(y.reshape(1, -1))
+    return torch.stack(outs)
+

@@ -7,7 +7,6 @@ imported as one exact kdsnn connection, or refused by name.  The NIR paper's own
 its float forward equals norse's ``from_nir`` forward spike for spike, and its quantized
 graph runs in Lava's fixed_pt models bit for bit as kdsnn's integer emulation.
 """
-import logging
 from pathlib import Path
 
 import nir
@@ -16,6 +15,7 @@ import pytest
 import torch
 
 from export.graph import run_float
+from foreign_nir import norse_forward
 from export.nir_io import nir_to_graph
 from kd_snn.errors import KdsnnError
 
@@ -26,22 +26,6 @@ CNN = PAPER / "cnn_sinabs.nir"
 def _spikes(shape, T, seed, rate=0.3):
     g = torch.Generator().manual_seed(seed)
     return (torch.rand((T, 1, *shape), generator=g) < rate).float()
-
-
-def _norse_forward(graph: nir.NIRGraph, x: torch.Tensor) -> torch.Tensor:
-    """norse 1.1's ``from_nir`` of ``graph`` stepped over ``x`` (T, 1, ...): (T, 1, out)."""
-    norse = pytest.importorskip("norse.torch")
-    logging.disable(logging.WARNING)  # norse warns about r on IF nodes
-    try:
-        module = norse.from_nir(graph)
-    finally:
-        logging.disable(logging.NOTSET)
-    state, outs = None, []
-    with torch.no_grad():
-        for t in range(x.shape[0]):
-            y, state = module(x[t], state)
-            outs.append(y.reshape(1, -1))
-    return torch.stack(outs)
 
 
 # -------------------------------------------------------------- the NIR paper's CNN
@@ -75,7 +59,7 @@ def test_cnn_sinabs_float_forward_equals_norse(seed):
     spike, batch 1 (norse's Flatten(start_dim=0) flattens the batch axis too)."""
     T = 20
     x = _spikes((2, 34, 34), T, seed)
-    ref = _norse_forward(nir.read(str(CNN)), x)
+    ref = norse_forward(nir.read(str(CNN)), x)
     g = nir_to_graph(CNN, dt=1.0)
     _, rec = run_float(g, x.double(), record=True)
     got = rec[g.layers[-1].name].reshape(T, 1, -1)
@@ -211,7 +195,7 @@ def test_linear_chain_is_one_exact_connection(name):
     torch.testing.assert_close(got, ref, rtol=0, atol=1e-9)
     if norse_maps:  # and the whole network against norse, spike for spike, at batch 1
         for b in range(3):
-            want = _norse_forward(g, x[:, b:b + 1])
+            want = norse_forward(g, x[:, b:b + 1])
             assert torch.equal(rec["if2"][:, b:b + 1].float().reshape(want.shape), want)
 
 

@@ -9,7 +9,6 @@ fixed_pt models run the quantized graph bit for bit, samples streamed back to ba
 recurrent Dense's buffer is emptied between samples; without that the next sample would
 start with the last spikes of the previous one, which the test shows).
 """
-import logging
 from pathlib import Path
 
 import nir
@@ -19,6 +18,7 @@ import torch
 
 from export.graph import float_logits, run_float
 from export.nir_io import nir_to_graph, write_nir
+from foreign_nir import norse_forward
 from kd_snn.errors import KdsnnError
 
 PAPER = Path(__file__).parent / "data" / "nir_paper"
@@ -29,21 +29,6 @@ BRAILLE_BIAS = PAPER / "braille_noDelay_bias_zero.nir"
 def _spikes(n, T, B, seed, rate=0.3):
     g = torch.Generator().manual_seed(seed)
     return (torch.rand((T, B, n), generator=g) < rate).float()
-
-
-def _norse(path, x):
-    norse = pytest.importorskip("norse.torch")
-    logging.disable(logging.WARNING)
-    try:
-        module = norse.from_nir(nir.read(str(path)), dt=1e-4)
-    finally:
-        logging.disable(logging.NOTSET)
-    state, outs = None, []
-    with torch.no_grad():
-        for t in range(x.shape[0]):
-            y, state = module(x[t], state)
-            outs.append(y.reshape(1, -1))
-    return torch.stack(outs)
 
 
 def test_braille_imports_with_its_recurrence():
@@ -63,7 +48,7 @@ def test_braille_imports_with_its_recurrence():
 def test_braille_float_forward_equals_norse(seed):
     T = 40
     x = _spikes(12, T, 1, seed)
-    want = _norse(BRAILLE, x)
+    want = norse_forward(nir.read(str(BRAILLE)), x, dt=1e-4)
     g = nir_to_graph(BRAILLE)
     _, rec = run_float(g, x.double(), record=True)
     assert want.sum() > 0 and rec["lif1_lif"].sum() > 0
