@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as tF
 
 from export import layout
+from export.devices import exact_on_device
 from export.graph import INPUT
 from export.fixed_point import QuantConnection, QuantGraph
 
@@ -288,6 +289,7 @@ def _lif_layer_steps(a, du, dv, bias_eff, vth, stats) -> tuple:
     return lif_layer_recurrent(a, [], du, dv, bias_eff, vth, stats)
 
 
+@exact_on_device
 def emulate(qgraph: QuantGraph, x_int_seq, record: bool = True,
             stats: Optional[dict] = None, device=None):
     """Run ``qgraph`` on graded input ``x_int_seq`` ``(T, B, *input_shape)`` (ints 0..255).
@@ -296,8 +298,8 @@ def emulate(qgraph: QuantGraph, x_int_seq, record: bool = True,
     int64, and (when ``record``) layer name -> spikes ``(T, B, *shape)`` int64 for every
     spiking layer.  ``stats`` (optional dict) receives per layer ``max_u``, ``max_v``
     (absolute, before wrap/clip) and ``overflow`` (u wrapped, v saturated or reached
-    the readout threshold).  ``device``: where to compute (e.g. ``"cuda"``); results
-    come back on the CPU.
+    the readout threshold).  ``device``: where to compute (e.g. ``"cuda"``; bit-identical
+    on every device, see ``export.devices``); results come back on the CPU.
 
     Layer by layer: the graph has no recurrence between layers, so a layer's synaptic
     input for all T steps is one batched convolution over the T x B spikes of its
