@@ -76,10 +76,10 @@ class Connection:
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the synapses to a batch ``(N, *source_shape)`` (float64 or float32)."""
         if self.kind == "dense":
-            w = torch.as_tensor(self.weight, dtype=x.dtype)
+            w = torch.as_tensor(self.weight, dtype=x.dtype, device=x.device)
             return x.reshape(x.shape[0], -1) @ w.T
         if self.kind == "conv":
-            w = torch.as_tensor(self.weight, dtype=x.dtype)
+            w = torch.as_tensor(self.weight, dtype=x.dtype, device=x.device)
             return tF.conv2d(x, w, stride=self.stride, padding=self.padding)
         if self.kernel == (1, 1):  # a relay (latency balancing): the identity, exactly
             return x
@@ -220,16 +220,18 @@ def run_float(graph: DeployGraph, x_seq: torch.Tensor, record: bool = False):
     (only when ``record``; otherwise the dict is empty). Reproduces the PyTorch
     student exactly: there is no hardware latency here.
     """
-    dtype = x_seq.dtype
+    dtype, dev = x_seq.dtype, x_seq.device
     T, B = x_seq.shape[:2]
-    state = {layer.name: (torch.zeros(B, *layer.shape, dtype=dtype),
-                          torch.zeros(B, *layer.shape, dtype=dtype)) for layer in graph.layers}
-    params = {layer.name: tuple(torch.as_tensor(getattr(layer, k), dtype=dtype)
+    state = {layer.name: (torch.zeros(B, *layer.shape, dtype=dtype, device=dev),
+                          torch.zeros(B, *layer.shape, dtype=dtype, device=dev))
+             for layer in graph.layers}
+    params = {layer.name: tuple(torch.as_tensor(getattr(layer, k), dtype=dtype, device=dev)
                                 for k in ("alpha", "beta", "threshold", "bias"))
               for layer in graph.layers}
     spikes = {layer.name: [] for layer in graph.layers}
-    readout = torch.zeros(B, *graph.output.shape, dtype=dtype)
-    prev = {layer.name: torch.zeros(B, *layer.shape, dtype=dtype) for layer in graph.layers
+    readout = torch.zeros(B, *graph.output.shape, dtype=dtype, device=dev)
+    prev = {layer.name: torch.zeros(B, *layer.shape, dtype=dtype, device=dev)
+            for layer in graph.layers
             if any(is_recurrent(c, layer) for c in layer.connections)}
     for t in range(T):
         out = {INPUT: x_seq[t]}
@@ -285,10 +287,11 @@ def float_logits(graph: DeployGraph, x_seq: torch.Tensor) -> torch.Tensor:
             y = conn.apply(src)
             x = y if x is None else x + y
         x = x.reshape((T, B) + tuple(layer.shape))
-        alpha, beta, thr, bias = (torch.as_tensor(getattr(layer, name), dtype=dtype)
+        alpha, beta, thr, bias = (torch.as_tensor(getattr(layer, name), dtype=dtype,
+                                                  device=x.device)
                                   for name in ("alpha", "beta", "threshold", "bias"))
         if not layer.spiking:
-            readout = torch.zeros((B,) + tuple(layer.shape), dtype=dtype)
+            readout = torch.zeros((B,) + tuple(layer.shape), dtype=dtype, device=x.device)
             for t in range(T):
                 readout = readout + x[t] + bias
             logits = readout / T
