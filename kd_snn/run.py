@@ -143,6 +143,13 @@ def load_trained(path, expect_spiking: Optional[bool] = None) -> tuple[nn.Module
 def student_input(x: torch.Tensor, cfg: Config, kind: str, gen: Optional[torch.Generator]):
     if kind == "event":  # (B, T, 2, H, W) -> (T, B, 2, H, W), binary as a DVS delivers spikes
         return (encode(x, cfg.data.time_steps, "frames") > 0).to(x.dtype)
+    if kind == "sequence":  # (B, T, ...) -> (T, B, ...): analog steps, fed as they are
+        if x.shape[1] != cfg.data.time_steps:
+            raise KdsnnError(f"the data's sequences have {x.shape[1]} steps; the run's "
+                             f"config.yaml says data.time_steps = {cfg.data.time_steps}")
+        return x.transpose(0, 1).contiguous()
+    if x.dim() != 4 and cfg.data.encoding == "direct":  # a non-image static sample (N, F...)
+        return x.unsqueeze(0).expand(cfg.data.time_steps, *x.shape)
     return encode(x, cfg.data.time_steps, cfg.data.encoding, generator=gen)
 
 
@@ -152,9 +159,9 @@ def teacher_input(x: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 def student_input_shape(cfg: Config) -> tuple:
-    """What the student reads per step: (C, H, W), or (2, H, W) event frames."""
-    spec = data_spec(cfg)
-    return ((2,) if spec.kind == "event" else (spec.in_channels,)) + tuple(spec.image_size)
+    """What the student reads per step: (C, H, W), (2, H, W) event frames, or the shape a
+    user's data set gives (``DataSpec.step_shape``)."""
+    return data_spec(cfg).step_shape
 
 
 def student_encoding(cfg: Config) -> str:

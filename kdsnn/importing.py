@@ -29,7 +29,8 @@ def import_nir(run: RunPath, model: Union[str, os.PathLike], *, data: str,
                teacher: Optional[str] = None, time_steps: Optional[int] = None,
                dt: Optional[float] = None, force: bool = False,
                progress: bool = True) -> ImportResult:
-    """Make ``run``'s student from the NIR file ``model``, trained on the data set ``data``.
+    """Make ``run``'s student from the NIR file ``model``, trained on the data set ``data``
+    (a kdsnn data set's name, or a user's ``.npz`` file: ``kd_snn.data.arrays``).
 
     ``teacher``: an ANN for the report's energy ratio (a kdsnn run or checkpoint, or an ONNX
     file); ``time_steps``: steps per sample (default: the file's metadata, else the data
@@ -40,6 +41,7 @@ def import_nir(run: RunPath, model: Union[str, os.PathLike], *, data: str,
     from export.accuracy import float_accuracy
     from export.imported import MODEL, RECORD, fit_to_data, loihi_problems
     from export.nir_io import nir_to_graph, write_nir
+    from kd_snn.data.arrays import is_data_file, read_arrays
     from kd_snn.data.registry import dataset_spec
     from kd_snn.run import student_encoding, student_input_shape
 
@@ -47,7 +49,10 @@ def import_nir(run: RunPath, model: Union[str, os.PathLike], *, data: str,
     src = Path(model)
     if not src.is_file():
         raise KdsnnError(f"NIR file not found: {src}")
-    spec = dataset_spec(data)
+    user = read_arrays(data) if is_data_file(data) else None
+    spec = dataset_spec(data) if user is None else None
+    if spec is not None and spec.name == "arrays":
+        raise KdsnnError("--data arrays: give the .npz file itself (--data FILE.npz)")
     run = as_run(run)
     run.check_writable()
     if run.has_model("student"):
@@ -61,13 +66,18 @@ def import_nir(run: RunPath, model: Union[str, os.PathLike], *, data: str,
     graph = nir_to_graph(src, dt=dt)
     read = graph.metadata["nir_source"]  # the dt the taus were read with; T if stated
     file_dt, file_steps = read["dt"], read["time_steps"]
-    cfg, new_config = _config(run, data, time_steps, file_steps, spec.default_time_steps,
-                              src.stem)
+    name, options = data, {}
+    if user is not None:  # the file's layout and classes, fitted to the network
+        name, options, time_steps = _user_data(user, graph, time_steps, teacher, src)
+        data = str(user.path)
+        spec = dataset_spec(name, **options)
+    cfg, new_config = _config(run, name, options, time_steps, file_steps,
+                              spec.default_time_steps, src.stem)
     if spec.kind == "event":
         cfg.data.encoding = "frames"
     graph = fit_to_data(graph, student_input_shape(cfg), spec.num_classes, cfg.data.time_steps,
                         student_encoding(cfg), what=f"'{src}'")
-    teacher_src = _teacher_source(teacher, data, student_input_shape(cfg), spec.num_classes)
+    teacher_src = _teacher_source(teacher, name, student_input_shape(cfg), spec.num_classes)
     accuracy = float_accuracy(graph, cfg, progress)
     source = src.read_bytes()
     with writing(run):
@@ -130,7 +140,32 @@ def _teacher_source(arg, data: str, input_shape: tuple, classes: int):
     return "checkpoint", file
 
 
-def _config(run: RunDir, data: str, time_steps, file_steps, default_steps: int, stem: str):
+def _user_data(user, graph, time_steps, teacher, src: Path) -> tuple:
+    """``(data set name, its options, T)`` of a user's file for ``graph``: a sequence's
+    steps are the run's T, so a ``--time-steps`` that disagrees is refused."""
+    import numpy as np
+
+    from export.graph import INPUT
+    from kd_snn.data.arrays import NAME, fit_arrays
+
+    readers = [c.kind for layer in graph.layers for c in layer.connections
+               if c.source == INPUT]
+    options = fit_arrays(user, graph.input_shape, int(np.prod(graph.output.shape)),
+                         all(k == "dense" for k in readers), what=f"'{src}'")
+    if options["layout"] == "sequence":
+        steps = options["sample_shape"][0]
+        if time_steps is not None and time_steps != steps:
+            raise KdsnnError(f"--time-steps {time_steps}: the sequences of '{user.path}' "
+                             f"have {steps} steps (step t of a sample is x[:, t])")
+        if teacher is not None:
+            raise KdsnnError("--teacher takes static samples; the data are sequences (an "
+                             "ANN teacher of sequences is not supported)")
+        time_steps = steps
+    return NAME, options, time_steps
+
+
+def _config(run: RunDir, data: str, options: dict, time_steps, file_steps,
+            default_steps: int, stem: str):
     """``(config, new?)``: the run's own config when it has one (a run holding a teacher),
     whose T the student adopts unless ``--time-steps`` says otherwise; else a new config
     with T = ``--time-steps``, else the file's, else the data set's default."""
@@ -138,8 +173,11 @@ def _config(run: RunDir, data: str, time_steps, file_steps, default_steps: int, 
 
     if run.config_path.is_file():  # a run with a teacher already: keep its config
         cfg = run.load_config()
-        if cfg.data.name != data:
-            raise KdsnnError(f"'{run.path}' is a run on '{cfg.data.name}', not '{data}'")
+        if cfg.data.name != data or (options and
+                                     cfg.data.options.get("sha256") != options["sha256"]):
+            theirs = cfg.data.options.get("file") or cfg.data.name
+            raise KdsnnError(f"'{run.path}' is a run on '{theirs}', not "
+                             f"'{options.get('file', data)}'")
         if time_steps is not None and time_steps != cfg.data.time_steps:
             raise KdsnnError(f"'{run.path}' runs T = {cfg.data.time_steps} (its config.yaml), "
                              f"not --time-steps {time_steps}")
@@ -147,6 +185,7 @@ def _config(run: RunDir, data: str, time_steps, file_steps, default_steps: int, 
     cfg = C.Config()
     cfg.name = stem
     cfg.data.name = data
+    cfg.data.options = dict(options)
     cfg.data.time_steps = int(time_steps or file_steps or default_steps)
     cfg.data.encoding = "direct"
     cfg.student.model = "imported"

@@ -1,7 +1,7 @@
 """Data-set registry: names -> (DataSpec, builder)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Dict, Optional, Tuple
 
 from kd_snn.errors import KdsnnError
@@ -13,8 +13,12 @@ SPLITS = ("train", "test")
 class DataSpec:
     """What a model needs to know about a data set.
 
-    ``kind`` is ``"static"`` (items ``(x (C,H,W) float32 in [0,1], y)``) or ``"event"``
-    (items ``(frames (T,2,H,W) float32 event counts, y)``). ``image_size`` is ``(H, W)``.
+    ``kind`` is ``"static"`` (items ``(x (C,H,W) float32 in [0,1], y)``), ``"event"``
+    (items ``(frames (T,2,H,W) float32 event counts, y)``) or ``"sequence"`` (items
+    ``(x (T, *input_shape) float32 in [0,1], y)``: step t is ``x[t]``, analog, as a user's
+    recordings are). ``image_size`` is ``(H, W)``. ``input_shape``: what the student reads
+    per step when that is not an image ``(in_channels, *image_size)`` (a user's ``(F,)``
+    features or sequence steps); :attr:`step_shape` is the one to read.
     """
 
     name: str
@@ -23,14 +27,24 @@ class DataSpec:
     image_size: Tuple[int, int]
     kind: str = "static"
     default_time_steps: int = 4
+    input_shape: Optional[Tuple[int, ...]] = None
+
+    @property
+    def step_shape(self) -> Tuple[int, ...]:
+        """What the student reads per time step."""
+        if self.input_shape is not None:
+            return tuple(self.input_shape)
+        return ((2,) if self.kind == "event" else (self.in_channels,)) + tuple(self.image_size)
 
 
-_REGISTRY: Dict[str, Tuple[DataSpec, Callable]] = {}
+_REGISTRY: Dict[str, Tuple[DataSpec, Callable, Optional[Callable]]] = {}
 
 
-def register(spec: DataSpec, builder: Callable) -> None:
-    """Register ``builder(split, root, download, **opts) -> Dataset`` under ``spec.name``."""
-    _REGISTRY[spec.name] = (spec, builder)
+def register(spec: DataSpec, builder: Callable, spec_of: Optional[Callable] = None) -> None:
+    """Register ``builder(split, root, download, **opts) -> Dataset`` under ``spec.name``;
+    ``spec_of(**opts) -> DataSpec``, when given, is the spec under a run's options (a data
+    set whose shapes and classes its options name, such as a user's file)."""
+    _REGISTRY[spec.name] = (spec, builder, spec_of)
 
 
 def list_datasets() -> Tuple[str, ...]:
@@ -51,15 +65,15 @@ def dataset_spec(name: str, **opts) -> DataSpec:
     Options that change the shape (``size`` for ``cifar10dvs``, ``time_steps`` for event sets)
     may be passed and are reflected in the returned spec.
     """
-    spec, _ = _lookup(name)
+    spec, _, spec_of = _lookup(name)
+    if spec_of is not None:
+        return spec_of(**opts)
     size = opts.get("size")
     if size is not None and spec.kind == "event":
         hw = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
-        spec = DataSpec(spec.name, spec.num_classes, spec.in_channels, hw, spec.kind,
-                        spec.default_time_steps)
+        spec = replace(spec, image_size=hw)
     if opts.get("time_steps") is not None:
-        spec = DataSpec(spec.name, spec.num_classes, spec.in_channels, spec.image_size,
-                        spec.kind, int(opts["time_steps"]))
+        spec = replace(spec, default_time_steps=int(opts["time_steps"]))
     return spec
 
 
@@ -71,7 +85,7 @@ def build_dataset(name: str, split: str, root: Optional[str] = None, download: b
     loaders that know an official source fetch it. Extra options are per data set (see
     ``kd_snn.data`` docs); unknown options raise :class:`KdsnnError`.
     """
-    _, builder = _lookup(name)
+    _, builder, _ = _lookup(name)
     if split not in SPLITS:
         raise KdsnnError(f"unknown split {split!r} for data set {name!r}; choices: train, test")
     return builder(split=split, root=root, download=download, **opts)
