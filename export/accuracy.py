@@ -11,6 +11,7 @@ from kd_snn.config import Config
 from kd_snn.progress import progress as make_progress
 from kd_snn.run import input_batches, sample_inputs
 
+from .devices import as_device, exact_kernels
 from .emulate import emulate
 from .graph import DeployGraph, float_logits
 from .fixed_point import encode_input
@@ -29,38 +30,43 @@ def accuracy_batch(qgraph, budget_bytes: int = 1 << 28) -> int:
 
 
 def quantized_accuracy(graph: DeployGraph, qgraph, x_seq: torch.Tensor, labels: np.ndarray,
-                       batch: Optional[int] = None, progress: bool = False) -> dict:
+                       batch: Optional[int] = None, progress: bool = False,
+                       device=None) -> dict:
     """Test accuracy of the float graph (in float32, as the student runs in PyTorch) and of
-    its integer emulation."""
+    its integer emulation, both computed on ``device`` (the CPU: None)."""
     batch = batch or accuracy_batch(qgraph)
     starts = range(0, x_seq.shape[1], batch)
     return accuracy_over(graph, qgraph, len(labels),
                          ((x_seq[:, a:a + batch], labels[a:a + batch]) for a in starts),
-                         progress)
+                         progress, device)
 
 
 def split_accuracy(graph: DeployGraph, qgraph, cfg: Config, split: str = "test",
-                   n: Optional[int] = None, progress: bool = False) -> dict:
+                   n: Optional[int] = None, progress: bool = False, device=None) -> dict:
     """:func:`quantized_accuracy` over the first ``n`` samples of a split (all: None), read
     a batch at a time (the whole CIFAR test split at T = 4 would be ~1 GB of float64)."""
     batch = accuracy_batch(qgraph)
     if n is not None:
         x, y = sample_inputs(cfg, split, n)
-        return quantized_accuracy(graph, qgraph, x, y, batch, progress)
+        return quantized_accuracy(graph, qgraph, x, y, batch, progress, device)
     total, batches = input_batches(cfg, split, batch)
-    return accuracy_over(graph, qgraph, total, batches, progress)
+    return accuracy_over(graph, qgraph, total, batches, progress, device)
 
 
-def accuracy_over(graph: DeployGraph, qgraph, n: int, batches, progress: bool) -> dict:
+def accuracy_over(graph: DeployGraph, qgraph, n: int, batches, progress: bool,
+                  device=None) -> dict:
     """Accuracy, float and emulation, over ``n`` samples given as ``(x_seq, labels)``
-    batches."""
+    batches, computed on ``device`` (the CPU: None; TF32 off on CUDA, so the float pass
+    is float32 as on the CPU and the emulation bit-identical, ``export.devices``)."""
     correct_f = correct_q = agree = 0
     bar = make_progress(desc="accuracy (float + emulation)", unit="sample", total=n,
                         enabled=progress, every=10)
+    device = as_device(device)
     try:
         for xb, yb in batches:
-            pf = float_logits(graph, xb.float()).argmax(1).numpy()
-            v, _ = emulate(qgraph, encode_input(xb), record=False)
+            with exact_kernels(device):
+                pf = float_logits(graph, xb.float().to(device)).argmax(1).cpu().numpy()
+            v, _ = emulate(qgraph, encode_input(xb).to(device), record=False, device=device)
             pq = np.asarray(v).reshape(len(yb), -1).argmax(1)
             correct_f += int((pf == yb).sum())
             correct_q += int((pq == yb).sum())

@@ -92,9 +92,10 @@ def _float_conns(graph: DeployGraph, layer) -> list:
 
 
 def _apply(conn: Connection, groups: int, x: torch.Tensor) -> torch.Tensor:
+    w = torch.as_tensor(conn.weight, dtype=x.dtype, device=x.device)
     if conn.kind == "dense":
-        return x.reshape(x.shape[0], -1) @ torch.as_tensor(conn.weight, dtype=x.dtype).T
-    return torch.nn.functional.conv2d(x, torch.as_tensor(conn.weight, dtype=x.dtype),
+        return x.reshape(x.shape[0], -1) @ w.T
+    return torch.nn.functional.conv2d(x, w,
                                       stride=conn.stride, padding=conn.padding, groups=groups)
 
 
@@ -107,18 +108,20 @@ def calib_chunk(graph: DeployGraph, budget_bytes: int = 1 << 30) -> int:
 
 
 def float_stats_chunked(graph: DeployGraph, x_seq, chunk: int,
-                        keep_spikes: bool = False, on_chunk=None) -> dict:
+                        keep_spikes: bool = False, on_chunk=None, device=None) -> dict:
     """:func:`float_stats` over chunks of samples: the same maxima (a maximum of maxima),
     the logits concatenated; with ``keep_spikes`` the spikes of each chunk, bit-packed
     (``spike_chunks``: the quantizer compares them with the emulation's afterwards).
-    ``on_chunk(n)`` is called with the sample count of each finished chunk (progress)."""
+    ``on_chunk(n)`` is called with the sample count of each finished chunk (progress);
+    ``device``: where each chunk computes (the input stays where it is)."""
     x_seq = torch.as_tensor(x_seq, dtype=torch.float64)
     merged, logits, kept = None, [], []
     for a in range(0, x_seq.shape[1], chunk):
-        part = float_stats(graph, x_seq[:, a:a + chunk], keep_spikes=keep_spikes)
+        part = float_stats(graph, x_seq[:, a:a + chunk].to(device or x_seq.device),
+                           keep_spikes=keep_spikes)
         if keep_spikes:
             kept.append({name: _PackedSpikes(spk) for name, spk in part["spikes"].items()})
-        logits.append(part["logits"])
+        logits.append(part["logits"].cpu())
         if on_chunk is not None:
             on_chunk(part["logits"].shape[0])
         if merged is None:
@@ -136,7 +139,7 @@ class _PackedSpikes:
 
     def __init__(self, spikes: torch.Tensor):
         self.shape = tuple(spikes.shape)
-        self.bits = np.packbits(spikes.numpy() != 0)
+        self.bits = np.packbits(spikes.cpu().numpy() != 0)
 
     def unpack(self) -> torch.Tensor:
         n = int(np.prod(self.shape))
@@ -153,16 +156,17 @@ def _keep_calib_spikes(graph: DeployGraph, samples: int,
 
 def float_stats(graph: DeployGraph, x_seq, keep_spikes: bool = True) -> dict:
     """Per layer maxima over the calibration run of |x| (synaptic input), |i|, |v| (before
-    reset) and, for the readout, the running sum |sum_t (x + b)|; plus float spikes."""
+    reset) and, for the readout, the running sum |sum_t (x + b)|; plus float spikes.
+    Computes on ``x_seq``'s device."""
     x_seq = torch.as_tensor(x_seq, dtype=torch.float64)
     T, B = x_seq.shape[:2]
+    f64 = dict(dtype=torch.float64, device=x_seq.device)
     st = {l.name: {"x": 0.0, "i": 0.0, "v": 0.0, "cum": 0.0} for l in graph.layers}
-    state = {l.name: (torch.zeros(B, *l.shape, dtype=torch.float64),) * 2
-             for l in graph.layers}
-    cum = torch.zeros(B, *graph.output.shape, dtype=torch.float64)
+    state = {l.name: (torch.zeros(B, *l.shape, **f64),) * 2 for l in graph.layers}
+    cum = torch.zeros(B, *graph.output.shape, **f64)
     conns = {l.name: _float_conns(graph, l) for l in graph.layers}
     spikes = {l.name: [] for l in graph.layers if l.spiking}
-    prev = {l.name: torch.zeros(B, *l.shape, dtype=torch.float64) for l in graph.layers
+    prev = {l.name: torch.zeros(B, *l.shape, **f64) for l in graph.layers
             if any(c.source == l.name for c in l.connections)}  # recurrent layers
     for t in range(T):
         out = {INPUT: x_seq[t]}
@@ -170,7 +174,7 @@ def float_stats(graph: DeployGraph, x_seq, keep_spikes: bool = True) -> dict:
             x = sum(_apply(c, g, prev[layer.name] if c.source == layer.name else out[c.source])
                     for c, g, _ in conns[layer.name])
             x = x.reshape(B, *layer.shape)
-            bias = torch.as_tensor(layer.bias)
+            bias = torch.as_tensor(layer.bias, **f64)
             s = st[layer.name]
             s["x"] = max(s["x"], float(x.abs().max()))
             if not layer.spiking:
@@ -179,11 +183,11 @@ def float_stats(graph: DeployGraph, x_seq, keep_spikes: bool = True) -> dict:
                 out[layer.name] = x
                 continue
             i, v = state[layer.name]
-            i = torch.as_tensor(layer.alpha) * i + x
-            v = torch.as_tensor(layer.beta) * v + i + bias
+            i = torch.as_tensor(layer.alpha, **f64) * i + x
+            v = torch.as_tensor(layer.beta, **f64) * v + i + bias
             s["i"] = max(s["i"], float(i.abs().max()))
             s["v"] = max(s["v"], float(v.abs().max()))
-            spk = (v > torch.as_tensor(layer.threshold)).to(torch.float64)
+            spk = (v > torch.as_tensor(layer.threshold, **f64)).to(torch.float64)
             v = v * (1 - spk)
             state[layer.name] = (i, v)
             out[layer.name] = spk
@@ -312,7 +316,7 @@ def quantize(graph: DeployGraph, calib_x: Optional[torch.Tensor] = None, *,
              headroom: float = 0.5, weight_exp_range: tuple = DEFAULT_EXP_RANGE,
              conv_exp_min: int = 0, dense_exp_range: Optional[tuple] = None,
              bias_exp_min: int = 0, max_halvings: int = 8,
-             relays: Optional[set] = None, log=None) -> QuantGraph:
+             relays: Optional[set] = None, log=None, device=None) -> QuantGraph:
     """Quantize ``graph`` for Loihi (see module docstring).
 
     ``calib_x``: optional float input ``(T, B, *input_shape)`` in [0, 1] for statistics
@@ -320,7 +324,9 @@ def quantize(graph: DeployGraph, calib_x: Optional[torch.Tensor] = None, *,
     maxima may use.  ``dense_exp_range``/``bias_exp_min`` let a backend restrict the
     encoding (netx: dense exponents 0..1, bias a multiple of 64 i.e. ``bias_exp_min=6``).
     Relay layers (``graph.metadata["relays"]`` or ``relays``) get the exact Loihi relay:
-    weight 1, du = dv = 4095, vth = 0.
+    weight 1, du = dv = 4095, vth = 0.  ``device``: where the calibration's float pass and
+    the emulation compute (the quantized graph does not depend on it but through the last
+    bits of float64 maxima; the emulation is bit-identical everywhere, ``export.devices``).
     """
     from kd_snn.progress import progress as make_progress
 
@@ -337,7 +343,7 @@ def quantize(graph: DeployGraph, calib_x: Optional[torch.Tensor] = None, *,
             calib = float_stats_chunked(graph, calib_x, chunk,
                                         keep_spikes=_keep_calib_spikes(graph,
                                                                        calib_x.shape[1]),
-                                        on_chunk=bar.update)
+                                        on_chunk=bar.update, device=device)
         finally:
             bar.close()
     stats = calib["stats"] if calib else _worst_case_stats(graph)
@@ -377,7 +383,8 @@ def quantize(graph: DeployGraph, calib_x: Optional[torch.Tensor] = None, *,
             # stats and the spike agreement in one emulation pass: the last pass (no
             # overflow left) is the final graph's, so nothing is emulated twice
             emu_stats, same, total, v_out = _emulated_pass(qg, x_int, chunk, graph,
-                                                           calib_x, calib["spike_chunks"])
+                                                           calib_x, calib["spike_chunks"],
+                                                           device)
             bad = [n for n, s in emu_stats.items()
                    if n in scales and s["overflow"] and halvings[n] < max_halvings]
             log(f"quantize: scale search pass {attempt + 1}/{max_halvings + 1}: "
@@ -392,7 +399,8 @@ def quantize(graph: DeployGraph, calib_x: Optional[torch.Tensor] = None, *,
                             INPUT_LEVELS, {"report": report})
         else:  # the halvings ran out: the figures below are those of the graph returned
             emu_stats, same, total, v_out = _emulated_pass(qg, x_int, chunk, graph,
-                                                           calib_x, calib["spike_chunks"])
+                                                           calib_x, calib["spike_chunks"],
+                                                           device)
         for name in same:  # spiking layers (relays included), as in one piece
             report[name]["spike_agreement"] = same[name] / max(1, total[name])
             report[name]["overflow"] = bool(emu_stats[name]["overflow"])
@@ -409,7 +417,7 @@ def quantize(graph: DeployGraph, calib_x: Optional[torch.Tensor] = None, *,
 
 
 def _emulated_pass(qg: QuantGraph, x_int: torch.Tensor, chunk: int, graph: DeployGraph,
-                   calib_x, float_chunks) -> tuple:
+                   calib_x, float_chunks, device=None) -> tuple:
     """One emulation over the calibration samples, in chunks: ``(stats, same, total,
     readout_v)``: per-layer maxima and overflow, the count of spikes equal to the float
     pass's (kept bit-packed in ``float_chunks``, else the float pass runs again per chunk)
@@ -417,7 +425,8 @@ def _emulated_pass(qg: QuantGraph, x_int: torch.Tensor, chunk: int, graph: Deplo
     merged, same, total, v_out = {}, {}, {}, []
     for k, a in enumerate(range(0, x_int.shape[1], chunk)):
         part: dict = {}
-        v, spikes = emulate(qg, x_int[:, a:a + chunk], record=True, stats=part)
+        v, spikes = emulate(qg, x_int[:, a:a + chunk], record=True, stats=part,
+                            device=device)
         v_out.append(v)
         for name, st in part.items():
             m = merged.setdefault(name, {"max_u": 0, "max_v": 0, "overflow": False})
@@ -427,7 +436,8 @@ def _emulated_pass(qg: QuantGraph, x_int: torch.Tensor, chunk: int, graph: Deplo
         if float_chunks is not None:
             ref = {name: packed.unpack() for name, packed in float_chunks[k].items()}
         else:
-            ref = float_stats(graph, calib_x[:, a:a + chunk])["spikes"]
+            ref = {name: spk.cpu() for name, spk in float_stats(
+                graph, calib_x[:, a:a + chunk].to(device or calib_x.device))["spikes"].items()}
         for name, spk in ref.items():
             if name in spikes:
                 same[name] = same.get(name, 0) + int((spikes[name] == spk.to(

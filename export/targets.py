@@ -34,19 +34,19 @@ def check_targets(targets: list) -> list:
 
 
 def quantize_for_loihi(graph: DeployGraph, calib: torch.Tensor,
-                       log: Optional[Callable[[str], None]] = None) -> tuple:
+                       log: Optional[Callable[[str], None]] = None, device=None) -> tuple:
     """``(balanced float graph, QuantGraph)``: latency balanced, then quantized with the
     calibration inputs ``calib`` (T, N, ...). Sequential graphs are quantized within what
     netx HDF5 can express exactly, so the netx file and the process network run the very
-    same integers."""
+    same integers. ``device``: where the calibration computes."""
     from .netx import quantize_for_netx
     from .quantize import quantize
 
     balanced = balance_latency(graph)
     try:
         if balanced.is_sequential():
-            return balanced, quantize_for_netx(balanced, calib, log=log)
-        return balanced, quantize(balanced, calib, log=log)
+            return balanced, quantize_for_netx(balanced, calib, log=log, device=device)
+        return balanced, quantize(balanced, calib, log=log, device=device)
     except ValueError as exc:  # what Loihi cannot express (e.g. per-neuron thresholds)
         raise KdsnnError(f"cannot quantize the student for Loihi: "
                          f"{str(exc).splitlines()[0]}") from None

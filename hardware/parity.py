@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from export.devices import as_device, exact_kernels
 from export.emulate import emulate
 from export.graph import DeployGraph, run_float
 from export.fixed_point import QuantGraph, encode_input
@@ -103,12 +104,16 @@ def _int_array(value, shape: tuple) -> np.ndarray:
 
 
 def _chunk(graph: DeployGraph, qgraph: QuantGraph, layers: list, x: torch.Tensor,
-           x_int: torch.Tensor, y: np.ndarray, lava: tuple) -> tuple:
-    """One batch (``x``, and ``x_int`` as Lava got it) through float and emulation, beside
-    Lava's ``(readout v, spikes)`` of it -> (spikes per executor, predictions, Lava's
-    readout v)."""
-    logits_f, spikes_f = run_float(graph, x.to(torch.float64), record=True)
-    v_e, spikes_e = emulate(qgraph, x_int, record=True)
+           x_int: torch.Tensor, y: np.ndarray, lava: tuple, device=None) -> tuple:
+    """One batch (``x``, and ``x_int`` as Lava got it) through float and emulation (on
+    ``device``), beside Lava's ``(readout v, spikes)`` of it -> (spikes per executor,
+    predictions, Lava's readout v)."""
+    dev = as_device(device)
+    with exact_kernels(dev):
+        logits_f, spikes_f = run_float(graph, x.to(device=dev, dtype=torch.float64),
+                                       record=True)
+    logits_f, spikes_f = logits_f.cpu(), {k: v.cpu() for k, v in spikes_f.items()}
+    v_e, spikes_e = emulate(qgraph, x_int, record=True, device=dev)
     v_l, spikes_l = lava
     spikes = {"float": {n: spikes_f[n] for n in layers}, "emulation": spikes_e,
               "lava": spikes_l}
@@ -119,7 +124,7 @@ def _chunk(graph: DeployGraph, qgraph: QuantGraph, layers: list, x: torch.Tensor
 
 
 def _work(graph, qgraph, layers, x, y, batch, conv_model="fast", progress_q=None,
-          keep: int = 0) -> tuple:
+          keep: int = 0, device=None) -> tuple:
     """Batches through the three executors: ``(tally, spike record of the first `keep`)``."""
     from hardware.lava_sim import LavaRunner
     from hardware.spike_record import empty_record
@@ -138,7 +143,7 @@ def _work(graph, qgraph, layers, x, y, batch, conv_model="fast", progress_q=None
         for start, lava_out in zip(starts, runner.stream(feed())):  # batches back to back
             xb, yb = x[:, start:start + batch], y[start:start + batch]
             spikes, preds, readout = _chunk(graph, qgraph, layers, xb, encoded.pop(start), yb,
-                                            lava_out)
+                                            lava_out, device)
             tally.add(spikes, preds, yb)
             if record is not None and start < keep:
                 n = min(len(yb), keep - start)
@@ -171,13 +176,16 @@ class ParityRun:
 
 def run_parity(graph: DeployGraph, qgraph: QuantGraph, x_seq: torch.Tensor, labels,
                jobs: int = 1, batch: int = 16, progress: bool = True,
-               conv_model: str = "fast", keep_spikes: int = 0) -> ParityRun:
+               conv_model: str = "fast", keep_spikes: int = 0, device=None) -> ParityRun:
     """Compare the three executors on ``x_seq`` ``(T, N, *input_shape)`` in [0, 1].
 
     ``graph`` is the float graph with the same layers as ``qgraph`` (relays included,
     i.e. ``export.latency.balance_latency`` applied).  ``jobs`` > 1 splits the samples
     over processes, each with its own Lava network; Lava is always stopped.  Lava's spikes
-    of the first ``keep_spikes`` samples are kept (``ParityRun.record``).
+    of the first ``keep_spikes`` samples are kept (``ParityRun.record``).  ``device``: where
+    the float pass and the emulation of each batch compute with ``jobs`` = 1 (Lava is CPU
+    code; with ``jobs`` > 1 the comparison runs in the forked Lava workers, on the CPU:
+    CUDA does not survive fork).
     """
     labels = np.asarray(labels, dtype=np.int64)
     n = x_seq.shape[1]
@@ -187,8 +195,12 @@ def run_parity(graph: DeployGraph, qgraph: QuantGraph, x_seq: torch.Tensor, labe
                         enabled=progress, every=10)
     if progress:  # compiling is part of the first batch: say so before the bar's first mark
         procs = 2 + sum(1 + len(l.connections) + int(l.spiking) for l in qgraph.layers)
-        bar.write(f"Lava: {procs} processes x {jobs} job(s), {conv_model} synapse models; "
-                  f"the first batch of {min(batch, n)} includes building and compiling")
+        bar.write(f"Lava: {procs} processes x {jobs} job(s), {conv_model} synapse models, on "
+                  f"the CPU; the first batch of {min(batch, n)} includes building and "
+                  "compiling")
+        if as_device(device).type != "cpu":
+            bar.write(f"float pass and integer emulation of each batch: on "
+                      f"{as_device(device) if jobs == 1 else 'the CPU, in the Lava workers'}")
     t0 = time.time()
     try:
         if jobs == 1:
@@ -196,7 +208,7 @@ def run_parity(graph: DeployGraph, qgraph: QuantGraph, x_seq: torch.Tensor, labe
                 def put(self, item):
                     bar.update(item[1])
             tally, record = _work(graph, qgraph, layers, x_seq, labels, batch, conv_model,
-                                  _Q(), keep=keep_spikes)
+                                  _Q(), keep=keep_spikes, device=device)
         else:
             tally, record = _parallel(graph, qgraph, layers, x_seq, labels, batch,
                                       conv_model, jobs, bar, keep_spikes)

@@ -60,8 +60,9 @@ def _add_run(p: argparse.ArgumentParser, config: bool = False, overrides: bool =
     p.add_argument("--no-progress", action="store_true", help="hide progress output")
 
 
-CPU_DEVICE = ("cpu or auto: this step runs on the CPU (the integer emulation and Lava are CPU "
-              "code); a CUDA device is refused, not ignored")
+AFTER_TRAINING_DEVICE = ("cpu, cuda, cuda:1 ... (default: auto = CUDA when present): where "
+                         "calibration, the float pass, the integer emulation (bit-identical "
+                         "on every device) and the counting run; Lava runs on the CPU")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "float vs integer emulation: RUN/export/student.quant.nir, "
                        "quantize.{json,md}.", epilog=_example("kdsnn quantize runs/demo "
                                                              "--calib 128"))
-    _add_run(p, device=CPU_DEVICE)
+    _add_run(p, device=AFTER_TRAINING_DEVICE)
     p.add_argument("--calib", type=int, default=256, help="calibration samples (train set)")
     p.add_argument("--samples", type=int, help="test samples for the accuracy (default: all)")
 
@@ -117,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "ONNX and netx files beside manifest.json.",
                        epilog=_example("kdsnn export runs/demo --target all",
                                        "kdsnn export runs/demo --target nir --target onnx"))
-    _add_run(p, device=CPU_DEVICE)
+    _add_run(p, device=AFTER_TRAINING_DEVICE)
     p.add_argument("--target", action="append", required=True,
                    help="quant, nir, onnx, lava or all (repeatable)")
     p.add_argument("--calib", type=int, default=256, help="calibration samples (train set)")
@@ -131,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=_example("kdsnn parity runs/demo --samples 60",
                                        "kdsnn parity runs/demo --samples 64 --shard 1/2  "
                                        "# then 2/2, then --merge"))
-    _add_run(p, device=CPU_DEVICE)
+    _add_run(p, device=AFTER_TRAINING_DEVICE)
     p.add_argument("--samples", type=int, default=100, help="test samples (default 100)")
     p.add_argument("--jobs", type=int, default=1, help="parallel Lava processes")
     p.add_argument("--batch", type=int, default=16, help="samples per Lava segment")
@@ -181,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "figures (--html: report.html).",
                        epilog=_example("kdsnn report runs/demo --source both --html",
                                        "kdsnn report runs/demo --conventions neurobench"))
-    _add_run(p, device=CPU_DEVICE)
+    _add_run(p, device=AFTER_TRAINING_DEVICE)
     p.add_argument("--samples", type=int, default=None,
                    help="test samples analysed (default 256; with --source lava/both the "
                         "samples whose Lava spikes the last parity run kept, when it did)")
@@ -330,6 +331,9 @@ def _parity(a) -> int:
     else:
         r = verify.parity(a.run, full_test=a.full_test, **common)
     result, timing = r.result, r.timing
+    if timing.get("device", "cpu") != "cpu":
+        print(f"float pass and integer emulation on {timing['device']}; Lava on the CPU "
+              "(its simulator is CPU code)")
     acc, full = result["accuracy"], result.get("emulation_full_test")
     if full:
         print(f"integer emulation on the whole test split ({full['samples']} samples): "

@@ -17,7 +17,7 @@ from kd_snn.errors import KdsnnError
 from kd_snn.run import load_trained, sample_inputs
 from kd_snn.rundir import RunDir
 
-from .devices import cpu_step
+from .devices import step_device
 from .results import ExportResult
 from .runs import RunPath, check_positive, load_student, open_trained_run, writing
 
@@ -40,24 +40,27 @@ def export(run: RunPath, *, targets: Sequence[str] = ("all",), calib: int = 256,
     ``all``), every file published together under the run's lock."""
     check_positive(calib=calib, samples=samples)
     targets = check_targets(list(targets))
-    cpu_step(device, "export")
+    where = step_device(device)
     run, _ = open_trained_run(run)
     with writing(run):
-        return export_run(run, targets, calib, samples, log=None, progress=progress)
+        return export_run(run, targets, calib, samples, log=None, progress=progress,
+                          device=where)
 
 
 def export_run(run, targets: list, calib_samples: int = 256,
                eval_samples: Optional[int] = None,
                log: Optional[Callable[[str], None]] = print,
-               progress: bool = True) -> ExportResult:
+               progress: bool = True, device=None) -> ExportResult:
     """Export inside one transaction (joins the caller's, if one is open); ``log`` gets one
-    line per target as it is written (None: only in the result's ``lines``)."""
+    line per target as it is written (None: only in the result's ``lines``); ``device``:
+    where calibration, the float pass and the emulation compute (the CPU: None)."""
     with kio.transaction():
         return _export(run, check_targets(targets), calib_samples, eval_samples, log,
-                       progress)
+                       progress, device)
 
 
-def _export(run, targets, calib_samples, eval_samples, log, progress) -> ExportResult:
+def _export(run, targets, calib_samples, eval_samples, log, progress,
+            device) -> ExportResult:
     model, meta, graph = load_student(run)
     cfg = run.load_config()
     out = run.subdir("export")
@@ -76,9 +79,15 @@ def _export(run, targets, calib_samples, eval_samples, log, progress) -> ExportR
             log(line)
 
     if "quant" in targets or "lava" in targets:
+        if device is not None and device.type != "cpu":
+            lines.append(f"calibration, float pass and integer emulation on {device}")
+            if log is not None:
+                log(lines[-1])
         calib, _ = sample_inputs(cfg, "train", calib_samples)
-        balanced, qgraph = quantize_for_loihi(graph, calib, log=print if progress else None)
-        accuracy = split_accuracy(balanced, qgraph, cfg, "test", eval_samples, progress)
+        balanced, qgraph = quantize_for_loihi(graph, calib, log=print if progress else None,
+                                              device=device)
+        accuracy = split_accuracy(balanced, qgraph, cfg, "test", eval_samples, progress,
+                                  device)
         record("quant", write_quant(out, qgraph, accuracy))
         run.update_metrics("quantized", accuracy)
     if "nir" in targets:

@@ -1,23 +1,28 @@
-"""Which device a step runs on. Training and evaluation follow ``--device`` (``auto``: CUDA
-when present); the steps after training (quantize, export, parity, report) run on the CPU in
-this version: their integer emulation and Lava are CPU code. A device they cannot use is
-refused before any work rather than accepted and ignored."""
+"""Which device a step computes on. Every command takes ``--device`` (``auto``, the default:
+CUDA when present, else the CPU): training and evaluation, and after training the
+calibration, float pass and integer emulation of quantize/export/parity and the report's
+counting. Lava is CPU code and runs on the CPU whatever the device; the steps that run it
+say so. A device the machine lacks is refused in one line before any work."""
 from __future__ import annotations
 
 from typing import Optional
 
-from kd_snn.errors import KdsnnError
+import torch
+
 from kd_snn.run import pick_device
 
-__all__ = ["cpu_step"]
+__all__ = ["step_device", "lava_note"]
 
 
-def cpu_step(device: Optional[str], step: str) -> None:
-    """Accept ``device`` for a CPU-only ``step`` (None, ``auto`` or ``cpu``), else refuse it
-    in one line (an unknown or absent device is refused as such first)."""
-    if device is None or device == "auto":
-        return
-    if pick_device(device).type != "cpu":
-        raise KdsnnError(f"kdsnn {step} runs on the CPU in this version (the integer "
-                         f"emulation and Lava are CPU code): --device {device} is refused "
-                         "rather than ignored; use --device cpu or leave it out")
+def step_device(device: Optional[str]) -> torch.device:
+    """The device a step after training computes on: ``device`` (None or ``auto``: CUDA
+    when present, else the CPU); an unknown or absent device is refused."""
+    return pick_device(device or "auto")
+
+
+def lava_note(device: torch.device,
+              what: str = "the float pass and the integer emulation") -> Optional[str]:
+    """The line a step running Lava prints when ``what`` computed elsewhere."""
+    if device.type == "cpu":
+        return None
+    return f"note: {what} ran on {device}; Lava's simulator is CPU code and ran on the CPU"

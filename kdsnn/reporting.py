@@ -11,7 +11,7 @@ from kd_snn.errors import KdsnnError
 from kd_snn.rundir import RunDir
 
 from .deploy import quantized_network
-from .devices import cpu_step
+from .devices import lava_note, step_device
 from .results import ReportResult
 from .runs import (QUANT_FILE, RunPath, check_positive, load_student, open_trained_run,
                    parity_spikes, writing)
@@ -32,7 +32,9 @@ def report(run: RunPath, *, samples: Optional[int] = None, source: str = "torch"
     ``source``: ``torch``, ``lava`` or ``both``; ``profiles``: energy profile names or YAML
     files (default cmos45nm_fp32, cmos45nm_int8, loihi); ``compare``: other runs with a
     report, for the accuracy-vs-energy plot; ``conventions``: how operations are charged (a
-    preset ``kdsnn``/``neurobench``/``dense`` and/or ``AXIS=VALUE`` pairs).
+    preset ``kdsnn``/``neurobench``/``dense`` and/or ``AXIS=VALUE`` pairs); ``device``:
+    where the float pass and the counting compute (None/``auto``: CUDA when present; a Lava
+    run for ``source="lava"`` is CPU code).
 
     A rerun keeps what it can recompute (report.html when the last report had one) and
     refuses, before any work, to drop what it cannot (another spike source, profile or
@@ -47,7 +49,7 @@ def report(run: RunPath, *, samples: Optional[int] = None, source: str = "torch"
     check_positive(samples=samples)
     if source not in SOURCES:
         raise KdsnnError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
-    cpu_step(device, "report")
+    where = step_device(device)
     conv = parse_conventions(list(conventions))
     if conv.membrane == "changed" and source != "torch":
         raise KdsnnError("--conventions membrane=changed counts the float membrane: "
@@ -80,13 +82,16 @@ def report(run: RunPath, *, samples: Optional[int] = None, source: str = "torch"
         stats = {}
         if source in ("torch", "both"):
             say(f"the float student's spikes and operations on {x.shape[1]} samples")
-            stats["torch"] = analyze_graph(graph, x, source="torch")
+            stats["torch"] = analyze_graph(graph, x, source="torch", device=where)
         if use_lava:
             import torch
             readout, spikes, note = _lava_run_or_reuse(kept, qgraph, x, progress)
             notes.append(note)
+            if lava_note(where):
+                notes.append(lava_note(where, "the float pass and the counting"))
             say(f"Lava's spikes and operations on {x.shape[1]} samples")
-            stats["lava"] = analyze_graph(qgraph, x, spikes=spikes, source="lava")
+            stats["lava"] = analyze_graph(qgraph, x, spikes=spikes, source="lava",
+                                          device=where)
             lava_acc = float((torch.as_tensor(readout).argmax(1) == torch.as_tensor(y))
                              .double().mean())
         say("the teacher's MACs, energy, tables and plots")
@@ -95,13 +100,14 @@ def report(run: RunPath, *, samples: Optional[int] = None, source: str = "torch"
         onnx_teacher = run.stage_dir("teacher") / "model.onnx"  # from 'kdsnn import'
         if run.has_model("teacher"):
             teacher, _ = load_trained(run.model_path("teacher"), expect_spiking=False)
-            macs = count_teacher(teacher.float(), tuple(x.shape[2:]), x=images)
+            macs = count_teacher(teacher.float().to(where), tuple(x.shape[2:]), x=images)
         elif onnx_teacher.is_file():
             from hardware.energy.teacher_onnx import count_onnx_teacher
             macs = count_onnx_teacher(onnx_teacher, tuple(x.shape[2:]),
                                       x=None if images is None else images.float())
         metrics = run.read_metrics()
-        accuracy = accuracy_groups(metrics, _teacher_on_parity_samples(run, cfg, metrics),
+        accuracy = accuracy_groups(metrics, _teacher_on_parity_samples(run, cfg, metrics,
+                                                                       where),
                                    test_split_size=split_size(cfg, "test"))
         n_parity = (metrics.get("parity") or {}).get("samples")
         if "lava" in stats and len(y) != n_parity:  # Lava ran on the report's own samples
@@ -131,7 +137,7 @@ def _report_in_place(run) -> Optional[dict]:
         return None
 
 
-def _teacher_on_parity_samples(run, cfg, metrics: dict) -> Optional[float]:
+def _teacher_on_parity_samples(run, cfg, metrics: dict, device) -> Optional[float]:
     """The teacher's accuracy on parity's samples (the first N of the test split), so that
     the report compares all four models on the same images; None without both."""
     import torch
@@ -145,7 +151,8 @@ def _teacher_on_parity_samples(run, cfg, metrics: dict) -> Optional[float]:
     teacher, _ = load_trained(run.model_path("teacher"), expect_spiking=False)
     test = open_dataset(cfg, "test")
     subset = Subset(test, range(min(n, len(test))))
-    return evaluate(teacher.float(), subset, cfg, "teacher", torch.device("cpu"))["accuracy"]
+    return evaluate(teacher.float().to(device), subset, cfg, "teacher",
+                    torch.device(device))["accuracy"]
 
 
 def _compare_entries(names: Sequence[RunPath]) -> list:

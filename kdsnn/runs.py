@@ -117,9 +117,10 @@ def cached_full_test(run: RunDir, cfg, qgraph) -> tuple:
 
 
 def full_test_accuracy(run: RunDir, cfg, balanced, qgraph, progress: bool = True,
-                       log=print) -> dict:
+                       log=print, device=None) -> dict:
     """The emulation's accuracy over the whole test split: reused when stored for this
-    graph, computed (once) otherwise.  The result carries the graph's digest."""
+    graph, computed (once, on ``device``) otherwise.  The result carries the graph's
+    digest."""
     from export.accuracy import split_accuracy
 
     acc, where = cached_full_test(run, cfg, qgraph)
@@ -129,7 +130,7 @@ def full_test_accuracy(run: RunDir, cfg, balanced, qgraph, progress: bool = True
     else:
         log("integer emulation on the test split: computing (not stored for this "
             "quantized graph yet)")
-        acc = split_accuracy(balanced, qgraph, cfg, "test", None, progress)
+        acc = split_accuracy(balanced, qgraph, cfg, "test", None, progress, device)
     return {**acc, "graph_sha256": qgraph.digest()}
 
 

@@ -23,7 +23,7 @@ from kd_snn import io as kio
 from kd_snn.errors import KdsnnError
 
 from .deploy import quantized_network
-from .devices import cpu_step
+from .devices import step_device
 from .results import ParityResult, ShardResult
 from .runs import (QUANT_FILE, RunPath, check_positive, full_test_accuracy,
                    open_trained_run, quant_source, writing)
@@ -49,14 +49,15 @@ def shard_bounds(n: int, shards: int) -> np.ndarray:
     return np.linspace(0, n, shards + 1).astype(int)
 
 
-def _check(samples, jobs, batch, stock_check, conv_model, device) -> None:
+def _check(samples, jobs, batch, stock_check, conv_model, device):
+    """Every option checked before any work; returns the device the step computes on."""
     check_positive(samples=samples, jobs=jobs, batch=batch)
     if stock_check < 0:
         raise KdsnnError(f"--stock-check must be >= 0, got {stock_check}")
     if conv_model not in CONV_MODELS:
         raise KdsnnError(f"conv_model must be one of {', '.join(CONV_MODELS)}, got "
                          f"{conv_model!r}")
-    cpu_step(device, "parity")
+    return step_device(device)
 
 
 def parity(run: RunPath, *, samples: int = 100, jobs: int = 1, batch: int = 16,
@@ -68,21 +69,23 @@ def parity(run: RunPath, *, samples: int = 100, jobs: int = 1, batch: int = 16,
     arithmetic; Lava's stock models then re-check every synapse on the spike trains of the
     first ``stock_check`` samples) or ``lava`` (Lava's stock models throughout); ``jobs``
     parallel Lava processes, ``batch`` samples per Lava segment; ``full_test`` adds the
-    integer emulation's accuracy over the whole test split (reused when stored)."""
-    _check(samples, jobs, batch, stock_check, conv_model, device)
+    integer emulation's accuracy over the whole test split (reused when stored).
+    ``device``: where the float pass and the emulation compute (None/``auto``: CUDA when
+    present); Lava runs on the CPU."""
+    where = _check(samples, jobs, batch, stock_check, conv_model, device)
     import lava.proc.lif.process  # noqa: F401  (fixes the fork start method first)
 
     run, cfg = open_trained_run(run)
     with writing(run):
         balanced, qgraph, x, y = _inputs(run, cfg, samples, progress, need_export=False)
         pr, stock = _run(balanced, qgraph, x, y, jobs, batch, stock_check, conv_model,
-                         progress, 0, x.shape[1])
+                         progress, 0, x.shape[1], where)
         result = _settle(pr.result, stock)
         timing = {"seconds": round(pr.seconds, 3), "jobs": pr.jobs,
                   "samples_per_s": round(x.shape[1] / pr.seconds, 3) if pr.seconds > 0
                   else None}
         return _publish(run, cfg, full_test, progress, balanced, qgraph, result, pr.record,
-                        timing)
+                        timing, where)
 
 
 def parity_shard(run: RunPath, shard: int, shards: int, *, samples: int = 100, jobs: int = 1,
@@ -91,7 +94,7 @@ def parity_shard(run: RunPath, shard: int, shards: int, *, samples: int = 100, j
     """The ``shard``-th of ``shards`` disjoint slices of :func:`parity`'s samples (needs
     ``export --target lava`` first); writes RUN/parity/shards/K-of-N.json under its own
     lock, so shards run at once on machines sharing the run directory."""
-    _check(samples, jobs, batch, stock_check, conv_model, device)
+    where = _check(samples, jobs, batch, stock_check, conv_model, device)
     parse_shard(f"{shard}/{shards}")
     import lava.proc.lif.process  # noqa: F401  (fixes the fork start method first)
 
@@ -105,7 +108,7 @@ def parity_shard(run: RunPath, shard: int, shards: int, *, samples: int = 100, j
     with run.lock(name=f".kdsnn-parity-{shard}-of-{shards}.lock", clean=False), \
             kio.transaction():
         pr, stock = _run(balanced, qgraph, x, y, jobs, batch, stock_check, conv_model,
-                         progress, lo, hi)
+                         progress, lo, hi, where)
         base = run.subdir("parity") / "shards" / f"{shard}-of-{shards}"
         record = {"schema": SHARD_SCHEMA, "shard": shard, "shards": shards,
                   "samples": int(x.shape[1]), "range": [lo, hi],
@@ -127,7 +130,7 @@ def merge_parity(run: RunPath, *, full_test: bool = True, device: Optional[str] 
     from hardware import parity as hw_parity
     from hardware.spike_record import SpikeRecord
 
-    cpu_step(device, "parity")
+    where = step_device(device)
     import lava.proc.lif.process  # noqa: F401  (fixes the fork start method first)
 
     run, cfg = open_trained_run(run)
@@ -179,7 +182,7 @@ def merge_parity(run: RunPath, *, full_test: bool = True, device: Optional[str] 
                   "seconds": round(max(s or 0 for s in seconds), 3), "jobs": None,
                   "samples_per_s": None}
         return _publish(run, cfg, full_test, progress, balanced, qgraph, result, record,
-                        timing)
+                        timing, where)
 
 
 # ---- the steps ------------------------------------------------------------------------
@@ -195,7 +198,7 @@ def _inputs(run, cfg, samples: int, progress: bool, need_export: bool):
 
 
 def _run(balanced, qgraph, x, y, jobs, batch, stock_check, conv_model, progress,
-         lo: int, hi: int):
+         lo: int, hi: int, device=None):
     from export.fixed_point import encode_input
     from hardware import parity as hw_parity
     from hardware.spike_record import KEEP_SAMPLES
@@ -206,7 +209,7 @@ def _run(balanced, qgraph, x, y, jobs, batch, stock_check, conv_model, progress,
     keep = max(0, min(KEEP_SAMPLES, x.shape[1]) - lo, check)
     pr = hw_parity.run_parity(balanced, qgraph, x[:, lo:hi], y[lo:hi], jobs=jobs,
                               batch=batch, progress=progress, conv_model=conv_model,
-                              keep_spikes=keep)
+                              keep_spikes=keep, device=device)
     stock = None
     if check:
         if progress:
@@ -226,13 +229,13 @@ def _settle(result: dict, stock) -> dict:
 
 
 def _publish(run, cfg, full_test: bool, progress: bool, balanced, qgraph, result, record,
-             timing) -> ParityResult:
+             timing, device=None) -> ParityResult:
     from hardware import parity as hw_parity
 
     log: Callable[[str], None] = print if progress else (lambda s: None)
     if full_test:
         result["emulation_full_test"] = full_test_accuracy(
-            run, cfg, balanced, qgraph, progress=progress, log=log)
+            run, cfg, balanced, qgraph, progress=progress, log=log, device=device)
     result["process_network"] = quant_source(run, qgraph)
     out = run.subdir("parity")
     kio.write_json(out / "parity.json", result)
@@ -242,6 +245,7 @@ def _publish(run, cfg, full_test: bool, progress: bool, balanced, qgraph, result
     if record is not None and record.samples:
         kio.write_bytes(out / "lava_spikes.npz", record.to_bytes())
         files.append(out / "lava_spikes.npz")
+    timing = {**timing, "device": str(device or "cpu")}
     kio.write_json(out / "run.json", {"graph_sha256": qgraph.digest(), **timing})
     files.append(out / "run.json")
     run.update_metrics("parity", {"accuracy": result["accuracy"],

@@ -72,9 +72,9 @@ def spike_events(x: torch.Tensor, events: str) -> torch.Tensor:
 
 def weighted_counts(values: torch.Tensor, fmap: np.ndarray) -> np.ndarray:
     """sum over source elements of ``values * fmap`` for each (t, b): float64 (T, B)."""
-    f = torch.as_tensor(fmap, dtype=torch.float64)
+    f = torch.as_tensor(fmap, dtype=torch.float64, device=values.device)
     T, B = values.shape[:2]
-    return (values.reshape(T, B, -1) @ f.reshape(-1)).numpy()
+    return (values.reshape(T, B, -1) @ f.reshape(-1)).cpu().numpy()
 
 
 def _to_int(counts: np.ndarray) -> np.ndarray:
@@ -139,18 +139,19 @@ def _reached(conn, events: torch.Tensor) -> torch.Tensor:
     the fan-in, far below 2**24), so float32 products are exact; convolutions run in NHWC
     (oneDNN's fast layout, ``export.layout``)."""
     B = events.shape[0]
+    on = dict(dtype=torch.float32, device=events.device)
     if conn.kind == "dense":
-        mask = torch.as_tensor(np.asarray(conn.weight) != 0, dtype=torch.float32)
+        mask = torch.as_tensor(np.asarray(conn.weight) != 0, **on)
         return (events.reshape(B, -1).to(torch.float32) @ mask.T) > 0
     if conn.kind == "conv":
         from export.layout import conv_input
-        mask = conv_input(torch.as_tensor(np.asarray(conn.weight) != 0, dtype=torch.float32))
+        mask = conv_input(torch.as_tensor(np.asarray(conn.weight) != 0, **on))
         return tF.conv2d(conv_input(events.to(torch.float32)), mask, stride=conn.stride,
                          padding=conn.padding, groups=int(getattr(conn, "groups", 1))) > 0
     return tF.avg_pool2d(events, conn.kernel, conn.kernel) > 0
 
 
-def _neuron_flags(layer) -> tuple:
+def _neuron_flags(layer, device=None) -> tuple:
     """Per neuron: non-zero bias, keeps its voltage between steps, keeps its current."""
     shape = tuple(layer.shape)
     if hasattr(layer, "bias_mant"):  # QuantLayer: dv = 4096 (1 - beta), du = 4096 (1 - alpha) - 1
@@ -161,7 +162,8 @@ def _neuron_flags(layer) -> tuple:
         bias = np.broadcast_to(np.asarray(layer.bias) != 0, shape)
         keeps_v = np.broadcast_to(np.asarray(layer.beta) > 0, shape)
         keeps_i = np.broadcast_to(np.asarray(layer.alpha) > 0, shape)
-    return tuple(torch.as_tensor(np.array(a, dtype=bool)) for a in (bias, keeps_v, keeps_i))
+    return tuple(torch.as_tensor(np.array(a, dtype=bool), device=device)
+                 for a in (bias, keeps_v, keeps_i))
 
 
 def active_updates(layer, inputs: Sequence[Tuple[object, torch.Tensor]],
@@ -174,9 +176,10 @@ def active_updates(layer, inputs: Sequence[Tuple[object, torch.Tensor]],
     ``inputs``: (connection, source events ``(T, B, *source_shape)`` as 0/1 float64).
     ``spikes``: the layer's own spikes ``(T, B, *shape)`` (``None``: never spikes).
     """
-    bias, keeps_v, keeps_i = _neuron_flags(layer)
+    device = inputs[0][1].device
+    bias, keeps_v, keeps_i = _neuron_flags(layer, device)
     T, B = inputs[0][1].shape[:2]
-    prev = torch.zeros((B,) + tuple(layer.shape), dtype=torch.bool)
+    prev = torch.zeros((B,) + tuple(layer.shape), dtype=torch.bool, device=device)
     fired = torch.zeros_like(prev)
     total = 0
     for t in range(T):
@@ -195,7 +198,7 @@ RATE_BINS = 20  # firing-rate histogram: 20 bins of 5 % each
 
 def firing_rate_histogram(counts: torch.Tensor, denom: int) -> dict:
     """Distribution of per-neuron firing rates (``counts`` spikes per neuron over N*T)."""
-    c = counts.reshape(-1).to(torch.int64).numpy()
+    c = counts.reshape(-1).to(torch.int64).cpu().numpy()
     rates = c / denom
     hist, edges = np.histogram(rates, bins=RATE_BINS, range=(0.0, 1.0))
     return {"edges": [float(e) for e in edges], "counts": [int(h) for h in hist],
@@ -216,7 +219,7 @@ def raster_sample(spk: torch.Tensor) -> dict:
     only where fewer spike.  ``active``: how many of the layer's neurons spike at all."""
     flat = spk[:, 0].reshape(spk.shape[0], -1)
     n = flat.shape[1]
-    counts = (flat != 0).sum(0).to(torch.int64).numpy()
+    counts = (flat != 0).sum(0).to(torch.int64).cpu().numpy()
     ranked = np.lexsort((np.arange(n), -counts))
     active = int((counts > 0).sum())
     k = min(RASTER_NEURONS, n)

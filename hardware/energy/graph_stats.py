@@ -7,6 +7,7 @@ from typing import Dict, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
+from export.devices import exact_kernels
 from export.graph import INPUT, DeployGraph, run_float
 from kd_snn.errors import KdsnnError
 
@@ -161,7 +162,8 @@ def analyze_graph(graph, x_seq: Optional[ArrayLike] = None, *,
                   spikes: Optional[Mapping[str, ArrayLike]] = None, batch_size: int = 64,
                   source: Optional[str] = None, fanout: str = "nonzero",
                   events: str = "nonzero", input_mode: str = "auto",
-                  conventions: Conventions = DEFAULT_CONVENTIONS) -> GraphStats:
+                  conventions: Conventions = DEFAULT_CONVENTIONS,
+                  device=None) -> GraphStats:
     """Per-layer spikes, firing rates, SynOps, MACs and neuron updates of ``graph``.
 
     Either run the synchronous float executor on ``x_seq`` ``(T, N, *input_shape)`` in
@@ -177,6 +179,8 @@ def analyze_graph(graph, x_seq: Optional[ArrayLike] = None, *,
     ``input_mode``: ``"auto"`` (from ``graph.encoding``: direct -> MACs, poisson/frames ->
     SynOps), ``"macs"`` or ``"synops"``.  ``fanout``/``events``: see the module docstring.
     ``conventions``: how the returned MAC figures are charged (:class:`Conventions`).
+    ``device``: where the float pass and the counting of each chunk compute (the counts
+    are integers summed in float64, exact on every device); inputs stay where they are.
     """
     check_mode(fanout, FANOUT_MODES, "fanout")
     check_mode(events, EVENT_MODES, "events")
@@ -247,7 +251,8 @@ def analyze_graph(graph, x_seq: Optional[ArrayLike] = None, *,
 
     spike_tot = {l.name: 0.0 for l in graph.layers}
     per_step = {l.name: np.zeros(T) for l in graph.layers}
-    per_neuron = {l.name: torch.zeros(tuple(l.shape), dtype=torch.int64)
+    dev = torch.device("cpu") if device is None else torch.device(device)
+    per_neuron = {l.name: torch.zeros(tuple(l.shape), dtype=torch.int64, device=dev)
                   for l in graph.layers if l.spiking}
     active = {l.name: 0 for l in graph.layers}
     syn_tot = {l.name: {} for l in graph.layers}
@@ -258,17 +263,18 @@ def analyze_graph(graph, x_seq: Optional[ArrayLike] = None, *,
     for start in range(0, N, batch_size):
         sl = slice(start, min(N, start + batch_size))
         if recs is None:
-            _, chunk = run_float(graph, x[:, sl], record=True)
+            with exact_kernels(dev):  # TF32 off: the float pass is float64 as on the CPU
+                _, chunk = run_float(graph, x[:, sl].to(dev), record=True)
         else:
-            chunk = {k: v[:, sl] for k, v in recs.items()}
+            chunk = {k: v[:, sl].to(dev) for k, v in recs.items()}
         if x is not None and INPUT not in chunk:
-            chunk[INPUT] = x[:, sl]
+            chunk[INPUT] = x[:, sl].to(dev)
         ev = {k: spike_events(v, "nonzero") for k, v in chunk.items()}
         for layer in graph.layers:
             if layer.spiking:
                 s = ev[layer.name]
                 spike_tot[layer.name] += float(s.sum())
-                per_step[layer.name] += s.reshape(T, -1).sum(1).numpy()
+                per_step[layer.name] += s.reshape(T, -1).sum(1).cpu().numpy()
                 per_neuron[layer.name] += s.sum((0, 1)).to(torch.int64)
                 if start == 0:
                     rasters[layer.name] = raster_sample(s)
@@ -277,7 +283,7 @@ def analyze_graph(graph, x_seq: Optional[ArrayLike] = None, *,
                 src = ev.get(conn.source)
                 if src is None:  # an unrecorded real-valued layer: every value is an input
                     src = torch.ones((T, sl.stop - sl.start) + tuple(
-                        graph.source_shape(conn.source)), dtype=torch.float64)
+                        graph.source_shape(conn.source)), dtype=torch.float64, device=dev)
                 inputs.append((conn, src))
                 if spiking_of[conn.source]:
                     n = float(synops_per_connection(conn, chunk[conn.source], events=events,

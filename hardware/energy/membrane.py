@@ -19,9 +19,10 @@ def membrane_changes(layer, chunk: Mapping[str, torch.Tensor]) -> int:
     neurons whose membrane changed from the previous step."""
     spikes = chunk[layer.name].to(torch.float64)
     T, B = spikes.shape[:2]
-    alpha, beta, thr, bias = (torch.as_tensor(getattr(layer, k), dtype=torch.float64)
+    f64 = dict(dtype=torch.float64, device=spikes.device)
+    alpha, beta, thr, bias = (torch.as_tensor(getattr(layer, k), **f64)
                               for k in ("alpha", "beta", "threshold", "bias"))
-    i = torch.zeros((B,) + tuple(layer.shape), dtype=torch.float64)
+    i = torch.zeros((B,) + tuple(layer.shape), **f64)
     v, prev, total = torch.zeros_like(i), None, 0
     for t in range(T):
         x = sum(conn.apply(chunk[conn.source][t].to(torch.float64))
