@@ -34,7 +34,7 @@ import torch.nn.functional as tF
 
 from export import layout
 from export.devices import exact_on_device
-from export.graph import INPUT
+from export.graph import CLOCK, INPUT, clock_activity
 from export.fixed_point import QuantConnection, QuantGraph
 
 _I32 = 1 << 32
@@ -305,13 +305,15 @@ def emulate(qgraph: QuantGraph, x_int_seq, record: bool = True,
     input for all T steps is one batched convolution over the T x B spikes of its
     sources, and only the neuron update loops over time (a layer recurrent onto itself
     adds its recurrent synapses' output of the previous step's spikes in that loop).
-    Sources are dropped once their last reader ran.
+    Sources are dropped once their last reader ran.  A synaptic bias (a connection from
+    ``export.graph.CLOCK``) reads a source spiking at every step: its weights join the
+    synaptic input each step, as the bias axon does on Loihi.
     """
     device = torch.device(device) if device is not None else torch.device("cpu")
     x_seq = torch.as_tensor(x_int_seq).to(device=device, dtype=torch.int64)
     T, B = x_seq.shape[:2]
     last_use = qgraph.last_readers()
-    acts = {INPUT: x_seq}
+    acts = {INPUT: x_seq, CLOCK: clock_activity(T, B, dtype=torch.int64, device=device)}
     rec = {}
     for i, layer in enumerate(qgraph.layers):
         syns = [_Synapse(conn, device) for conn in layer.connections

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from export.graph import INPUT, LayerLookup
+from export.graph import INPUT, LayerLookup, is_feedforward
 
 MANT_MIN, MANT_MAX = -128, 127
 VTH_MAX = (1 << 17) - 1
@@ -178,7 +178,7 @@ class QuantGraph(LayerLookup):
         depth = {INPUT: 0}
         for layer in self.layers:
             ds = {depth[c.source] + 1 for c in layer.connections
-                  if c.source != layer.name}  # a recurrent (self) connection adds none
+                  if is_feedforward(c, layer)}  # a recurrent or clock connection adds none
             if len(ds) != 1:
                 raise ValueError(f"layer '{layer.name}' has fan-in paths of different "
                                  f"latency {sorted(ds)}; run export.latency.balance_latency "

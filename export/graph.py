@@ -11,6 +11,15 @@ it carries the layer's spikes of step t - 1 (none at t = 0), as snntorch's RLeak
 RSynaptic and norse's recurrent cells run and as NIR graphs write it (a cycle
 neuron -> Linear/Affine -> the same neuron).  On Loihi (Lava) a Dense on such a cycle
 delivers one step later, which is exactly this delay (``hardware.lava_sim``).
+
+Synaptic bias (the clock).  A dense connection whose source is ``CLOCK`` reads a built-in
+source of one neuron that spikes (1) at every step of a sample: its weights ``(N, 1)`` are
+a constant current added to the layer's synaptic input each step, ``i = alpha*i + W x + b``
+(the bias of an NIR ``Affine`` feeding a ``CubaLIF``: filtered by the current decay, so
+unlike the membrane ``bias`` it rises over the first steps).  On Loihi it is a bias axon:
+a synapse of weight b from a source the runner fires at each step of the layer's sample
+(``hardware.lava_sim``); quantization, the integer emulation, energy counting, NIR and ONNX
+treat it as the dense connection it is.
 """
 from __future__ import annotations
 
@@ -26,6 +35,13 @@ from . import layout
 
 CONNECTION_KINDS = ("conv", "dense", "avgpool", "sumpool")
 INPUT = "input"
+#: the always-on source of synaptic biases: one neuron spiking at every step of a sample
+CLOCK = "clock"
+CLOCK_SHAPE = (1,)
+
+__all__ = ["CONNECTION_KINDS", "INPUT", "CLOCK", "CLOCK_SHAPE", "Connection", "NeuronLayer",
+           "DeployGraph", "LayerLookup", "is_recurrent", "is_clock", "is_feedforward",
+           "clock_activity", "run_float", "float_logits"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,6 +65,8 @@ class Connection:
             if w.ndim != (4 if self.kind == "conv" else 2):
                 raise ValueError(f"{self.kind} weight has wrong rank {w.ndim}")
             object.__setattr__(self, "weight", w)
+        if self.source == CLOCK and (self.kind != "dense" or self.weight.shape[1] != 1):
+            raise ValueError("a clock connection (synaptic bias) is dense with one column")
         object.__setattr__(self, "stride", tuple(int(s) for s in self.stride))
         object.__setattr__(self, "padding", tuple(int(p) for p in self.padding))
         object.__setattr__(self, "kernel", tuple(int(k) for k in self.kernel))
@@ -101,7 +119,7 @@ class NeuronLayer:
     spiking: bool = True
 
     def __post_init__(self):
-        if not self.name or self.name == INPUT:
+        if not self.name or self.name in (INPUT, CLOCK):
             raise ValueError(f"invalid layer name '{self.name}'")
         if not self.connections:
             raise ValueError(f"layer '{self.name}' has no input connection")
@@ -121,6 +139,22 @@ def is_recurrent(conn, layer) -> bool:
     return conn.source == layer.name
 
 
+def is_clock(conn) -> bool:
+    """Whether ``conn`` is a synaptic bias: dense synapses from the always-on ``CLOCK``."""
+    return conn.source == CLOCK
+
+
+def is_feedforward(conn, layer) -> bool:
+    """Whether ``conn`` reads an earlier layer or the input (neither the layer's own
+    previous step nor the clock): the connections that set a layer's depth."""
+    return not is_recurrent(conn, layer) and not is_clock(conn)
+
+
+def clock_activity(*lead, dtype=torch.float64, device=None) -> torch.Tensor:
+    """The clock's activity ``(*lead, 1)``: a spike at every step of every sample."""
+    return torch.ones(*lead, *CLOCK_SHAPE, dtype=dtype, device=device)
+
+
 class LayerLookup:
     """Navigation shared by the float ``DeployGraph`` and the integer ``QuantGraph``."""
 
@@ -135,6 +169,8 @@ class LayerLookup:
         raise KeyError(name)
 
     def source_shape(self, source: str) -> tuple:
+        if source == CLOCK:
+            return CLOCK_SHAPE
         return self.input_shape if source == INPUT else self.layer(source).shape
 
     def has_recurrence(self) -> bool:
@@ -152,11 +188,24 @@ class LayerLookup:
 
     def check_topology(self, check_connection=None) -> None:
         """Unique names, sources defined before use, connection shapes that fit."""
-        shapes = {INPUT: self.input_shape}
+        shapes = {INPUT: self.input_shape, CLOCK: CLOCK_SHAPE}
         for layer in self.layers:
             if layer.name in shapes:
                 raise ValueError(f"duplicate layer name '{layer.name}'")
+            clocks = [c for c in layer.connections if is_clock(c)]
+            if clocks and (len(clocks) > 1 or not layer.spiking or clocks[0].kind != "dense"):
+                raise ValueError(f"layer '{layer.name}': a synaptic bias (clock connection) "
+                                 "is one dense connection into a spiking layer (the "
+                                 "readout's bias is its membrane bias, the same thing)")
             for conn in layer.connections:
+                if is_clock(conn):  # one weight per neuron of the layer (C, H, W flattened)
+                    if conn.weight.shape[0] != int(np.prod(layer.shape)):
+                        raise ValueError(f"clock connection of '{layer.name}' has "
+                                         f"{conn.weight.shape[0]} rows, layer has shape "
+                                         f"{layer.shape}")
+                    if check_connection is not None:
+                        check_connection(conn)
+                    continue
                 if is_recurrent(conn, layer):  # its own spikes of the previous step
                     if conn.kind != "dense" or not layer.spiking:
                         raise ValueError(f"layer '{layer.name}' has a recurrent {conn.kind} "
@@ -178,8 +227,8 @@ class LayerLookup:
                                      f"{got}, layer has {layer.shape}")
                 if check_connection is not None:
                     check_connection(conn)
-            if all(is_recurrent(c, layer) for c in layer.connections):
-                raise ValueError(f"layer '{layer.name}' has only a recurrent input")
+            if not any(is_feedforward(c, layer) for c in layer.connections):
+                raise ValueError(f"layer '{layer.name}' has only a recurrent or clock input")
             shapes[layer.name] = layer.shape
         if not self.layers:
             raise ValueError("graph has no layers")
@@ -234,11 +283,11 @@ def run_float(graph: DeployGraph, x_seq: torch.Tensor, record: bool = False):
             for layer in graph.layers
             if any(is_recurrent(c, layer) for c in layer.connections)}
     for t in range(T):
-        out = {INPUT: x_seq[t]}
+        out = {INPUT: x_seq[t], CLOCK: clock_activity(B, dtype=dtype, device=dev)}
         for layer in graph.layers:
             x = sum(conn.apply(prev[layer.name] if is_recurrent(conn, layer)
-                               else out[conn.source]) for conn in layer.connections)
-            x = x.reshape(B, *layer.shape)
+                               else out[conn.source]).reshape(B, *layer.shape)
+                    for conn in layer.connections)
             alpha, beta, thr, bias = params[layer.name]
             i, v = state[layer.name]
             if not layer.spiking:
@@ -275,7 +324,7 @@ def float_logits(graph: DeployGraph, x_seq: torch.Tensor) -> torch.Tensor:
     if graph.has_recurrence():  # a recurrent layer's input needs its own previous step
         return run_float(graph, x_seq)[0].reshape(B, -1)
     last_use = graph.last_readers()
-    acts = {INPUT: x_seq}
+    acts = {INPUT: x_seq, CLOCK: clock_activity(T, B, dtype=dtype, device=x_seq.device)}
     logits = None
     for k, layer in enumerate(graph.layers):
         x = None
@@ -285,6 +334,8 @@ def float_logits(graph: DeployGraph, x_seq: torch.Tensor) -> torch.Tensor:
             if conn.kind == "conv":  # NHWC convolutions, NHWC activity (export.layout)
                 src = layout.conv_input(src)
             y = conn.apply(src)
+            if is_clock(conn):  # (T B, N) -> the layer's shape
+                y = y.reshape((T * B,) + tuple(layer.shape))
             x = y if x is None else x + y
         x = x.reshape((T, B) + tuple(layer.shape))
         alpha, beta, thr, bias = (torch.as_tensor(getattr(layer, name), dtype=dtype,

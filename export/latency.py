@@ -19,15 +19,15 @@ import dataclasses
 
 import numpy as np
 
-from export.graph import INPUT, Connection, DeployGraph, NeuronLayer
+from export.graph import INPUT, Connection, DeployGraph, NeuronLayer, is_feedforward
 
 
 def layer_depths(graph) -> dict:
     """Longest synapse count from the input to each layer (works on Deploy/QuantGraph)."""
     depth = {INPUT: 0}
-    for layer in graph.layers:  # a recurrent (self) connection adds no depth
+    for layer in graph.layers:  # a recurrent (self) or clock connection adds no depth
         depth[layer.name] = max(depth[c.source] + 1 for c in layer.connections
-                                if c.source != layer.name)
+                                if is_feedforward(c, layer))
     del depth[INPUT]
     return depth
 
@@ -35,7 +35,7 @@ def layer_depths(graph) -> dict:
 def is_balanced(graph) -> bool:
     depth = {INPUT: 0}
     for layer in graph.layers:
-        ds = {depth[c.source] + 1 for c in layer.connections if c.source != layer.name}
+        ds = {depth[c.source] + 1 for c in layer.connections if is_feedforward(c, layer)}
         if len(ds) != 1:
             return False
         depth[layer.name] = ds.pop()
@@ -64,10 +64,10 @@ def balance_latency(graph: DeployGraph) -> DeployGraph:
     relays = list(graph.metadata.get("relays", ()))
     out = []
     for layer in graph.layers:
-        d = max(depth[c.source] + 1 for c in layer.connections if c.source != layer.name)
+        d = max(depth[c.source] + 1 for c in layer.connections if is_feedforward(c, layer))
         conns = []
         for conn in layer.connections:
-            if conn.source == layer.name:  # recurrent: the layer's own previous step
+            if not is_feedforward(conn, layer):  # recurrent (own previous step) or clock
                 conns.append(conn)
                 continue
             k = d - 1 - depth[conn.source]

@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as tF
 
-from export.graph import INPUT, DeployGraph
+from export.graph import INPUT, DeployGraph, is_clock
 from kd_snn.errors import KdsnnError
 from kd_snn.io import write_bytes
 
@@ -103,7 +103,9 @@ class StudentModule(nn.Module):
             for li, layer in enumerate(graph.layers):
                 cur = None
                 for ci, conn in enumerate(layer.connections):
-                    if conn.source == layer.name:  # recurrent (export.graph.is_recurrent)
+                    if is_clock(conn):  # a synaptic bias: the same current every step
+                        y = getattr(self, f"l{li}_c{ci}_w").reshape(1, *layer.shape)
+                    elif conn.source == layer.name:  # recurrent (export.graph.is_recurrent)
                         if layer.name not in prev:
                             continue
                         y = self._apply(li, ci, conn, prev[layer.name])

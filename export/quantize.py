@@ -50,7 +50,7 @@ from export.fixed_point import (BIAS_EXP_MAX, BIAS_MANT_MAX, DEFAULT_EXP_RANGE,
                                 INPUT_LEVELS, INPUT_MESSAGE_BITS, MANT_MAX, MANT_MIN, META_KEY,
                                 UV_LIMIT, VTH_MAX, QuantConnection, QuantGraph, QuantLayer,
                                 json_default, encode_input, load_quant, save_quant)
-from export.graph import INPUT, Connection, DeployGraph
+from export.graph import CLOCK, INPUT, Connection, DeployGraph, clock_activity
 from kd_snn.neurons.functional import loihi_decays
 
 #: the quantizer's own API, and the fixed-point vocabulary it returns (defined in
@@ -169,11 +169,10 @@ def float_stats(graph: DeployGraph, x_seq, keep_spikes: bool = True) -> dict:
     prev = {l.name: torch.zeros(B, *l.shape, **f64) for l in graph.layers
             if any(c.source == l.name for c in l.connections)}  # recurrent layers
     for t in range(T):
-        out = {INPUT: x_seq[t]}
+        out = {INPUT: x_seq[t], CLOCK: clock_activity(B, device=x_seq.device)}
         for layer in graph.layers:
             x = sum(_apply(c, g, prev[layer.name] if c.source == layer.name else out[c.source])
-                    for c, g, _ in conns[layer.name])
-            x = x.reshape(B, *layer.shape)
+                    .reshape(B, *layer.shape) for c, g, _ in conns[layer.name])
             bias = torch.as_tensor(layer.bias, **f64)
             s = st[layer.name]
             s["x"] = max(s["x"], float(x.abs().max()))

@@ -14,6 +14,10 @@ Network built from stock Lava processes only:
 * neuron layer: ``lava.proc.lif.process.LIFReset`` (fixed_pt model = PyLifResetModelBitAcc,
   same arithmetic as LIF) with du, dv, vth, bias_mant, bias_exp; fan-in = several
   synapse ``a_out`` ports connected to the one ``a_in`` (Lava sums them);
+* synaptic bias (a connection from ``export.graph.CLOCK``): a bias axon, i.e. a Dense of
+  weights ``2 m`` (one column) from a one-neuron source per layer depth that the runner
+  fires (payload 1) at exactly the steps whose spikes reach the layers of that depth
+  inside their sample windows, and not during pipeline fill and drain;
 * recording: a sink on every spiking layer's ``s_out`` and ``lava.proc.io.sink.Read`` on
   the readout's ``v`` (sampled once per sample).
 * I/O (``io``): by default kdsnn's ``ShmSource``/``ShmSink``
@@ -32,7 +36,9 @@ synapse buffers only ever arrive outside a layer's window, except on a recurrent
 Dense: its buffer holds the layer's last spike of the previous sample when the next
 window begins, so the runner stops there and empties it (``Var.set`` on the stock Dense's
 ``a_buff``), once per sample per recurrent layer.  Within a sample the Dense's one-step
-delay is the recurrence's own: the spikes of step t - 1 arrive at step t.  A batch of B
+delay is the recurrence's own: the spikes of step t - 1 arrive at step t.  The clock of
+depth d fires at stream steps d .. S T + d - 1 (1-based; S samples so far), so its Dense
+delivers the bias at each of the S windows' steps of the layers at depth d.  A batch of B
 samples takes (B + ceil(L / T)) * T steps, L = depth of the readout; ``LavaRunner.stream`` runs
 consecutive batches back to back and pays the ceil(L / T) samples of drain once.  Spikes
 returned are aligned by depth, so they compare 1:1 with ``export.emulate.emulate``.
@@ -52,6 +58,7 @@ Depthwise convs with >= 128 groups are regrouped (Lava's ``groups`` Var is int8)
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Optional
@@ -59,7 +66,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from export.graph import INPUT
+from export.graph import CLOCK, CLOCK_SHAPE, INPUT, is_clock
 from export.fixed_point import QuantGraph, load_quant
 
 # Lava imports (importing lava.proc sets the multiprocessing start method to 'fork').
@@ -203,6 +210,7 @@ class LavaRunner:
                                     path=self._ring(INPUT, in_shape))
         else:
             self.source = Source(data=np.zeros(in_shape + (self.nb,), dtype=np.int32))
+        self.clocks = {}  # depth -> the one-neuron clock source of the layers at that depth
         self.lifs, self.sinks, self.synapses = {}, {}, []
         self.recurrent = []  # (depth, Dense) of every recurrent (self) connection
         for layer in q.layers:
@@ -216,14 +224,24 @@ class LavaRunner:
             self.lifs[layer.name] = lif
             for conn in layer.connections:
                 src_shape = q.source_shape(conn.source)
-                out_port = (self.source.s_out if conn.source == INPUT
-                            else self.lifs[conn.source].s_out)
-                syn = make_synapse(conn, src_shape)
+                if is_clock(conn):
+                    out_port = self._clock(self.depth[layer.name]).s_out
+                elif conn.source == INPUT:
+                    out_port = self.source.s_out
+                else:
+                    out_port = self.lifs[conn.source].s_out
+                if is_clock(conn) and len(layer.shape) == 3:  # rows (C,H,W) -> Lava (W,H,C)
+                    w = conn.weight.reshape(*layer.shape, 1).transpose(2, 1, 0, 3)
+                    syn = make_synapse(dataclasses.replace(conn, weight=w.reshape(-1, 1)),
+                                       src_shape)
+                    syn.a_out.reshape(lshape).connect(lif.a_in)
+                else:
+                    syn = make_synapse(conn, src_shape)
+                    syn.a_out.connect(lif.a_in)
                 if conn.kind == "dense" and len(src_shape) == 3:
                     out_port.transpose([2, 1, 0]).flatten().connect(syn.s_in)
                 else:
                     out_port.connect(syn.s_in)
-                syn.a_out.connect(lif.a_in)
                 self.synapses.append(syn)
                 if conn.source == layer.name:
                     self.recurrent.append((self.depth[layer.name], syn))
@@ -239,24 +257,53 @@ class LavaRunner:
         self.reader.connect_var(self.lifs[q.output.name].v)
         self.cfg = run_config(self.conv_model)
 
+    def _clock(self, depth: int):
+        """The clock source of the layers at ``depth`` (made on first use)."""
+        if depth not in self.clocks:
+            if self.io == "shm":
+                from hardware.lava_procs.shm_io import ShmSource
+                self.clocks[depth] = ShmSource(shape=CLOCK_SHAPE, steps=self.nb,
+                                               path=self._ring((CLOCK, depth), CLOCK_SHAPE))
+            else:
+                self.clocks[depth] = Source(data=np.zeros(CLOCK_SHAPE + (self.nb,),
+                                                          dtype=np.int32))
+        return self.clocks[depth]
+
     # ---- running --------------------------------------------------------------------
-    def _segment(self, inputs: np.ndarray) -> tuple:
-        """Run ``len(inputs)`` steps (<= buffer) feeding ``inputs`` (n, W, H, C)."""
+    def _fill(self, key, source, idx: np.ndarray, values: np.ndarray) -> None:
+        """Write ``values`` (n, *shape) at ring steps ``idx`` of a source, zeros elsewhere."""
+        if self.io == "shm":
+            ring = self._rings[key]
+            ring[:] = 0
+            ring[idx] = values
+            ring.flush()
+        else:
+            buf = np.zeros(source.data.shape, dtype=np.int32)
+            buf[..., idx] = np.moveaxis(values, 0, -1)
+            if self.started:
+                source.data.set(buf)
+            else:
+                source.data.init = buf
+
+    def clock_steps(self, first: int, n: int, samples: int) -> dict:
+        """Depth -> the clock payloads (n, 1) of stream steps ``first`` .. ``first + n - 1``
+        (0-based from the stream's start) when ``samples`` samples are fed: 1 exactly at
+        the steps whose Dense delivery lands in a window of that depth (the layer at depth
+        d runs sample s, step t at 1-based stream step s T + t + d + 1; the Dense adds one)."""
+        j = first + np.arange(n)
+        return {d: ((j >= d - 1) & (j <= samples * self.T + d - 2)).astype(np.int32)
+                .reshape(n, 1) for d in self.clocks}
+
+    def _segment(self, inputs: np.ndarray, clocks: Optional[dict] = None) -> tuple:
+        """Run ``len(inputs)`` steps (<= buffer) feeding ``inputs`` (n, W, H, C) and the
+        clocks' payloads ``clocks`` (depth -> (n, 1); zeros when absent)."""
         n = inputs.shape[0]
         k0 = self.k
         idx = (k0 + np.arange(n)) % self.nb
-        if self.io == "shm":
-            ring = self._rings[INPUT]
-            ring[:] = 0
-            ring[idx] = inputs
-            ring.flush()
-        else:
-            buf = np.zeros(self.source.data.shape, dtype=np.int32)
-            buf[..., idx] = np.moveaxis(inputs, 0, -1)
-            if self.started:
-                self.source.data.set(buf)
-            else:
-                self.source.data.init = buf
+        self._fill(INPUT, self.source, idx, inputs)
+        for d, clock in self.clocks.items():
+            self._fill((CLOCK, d), clock, idx, (clocks or {}).get(
+                d, np.zeros((n, 1), dtype=np.int32)))
         self.source.run(condition=RunSteps(num_steps=n), run_cfg=self.cfg)
         self.started = True
         self.k += n
@@ -303,7 +350,8 @@ class LavaRunner:
             done = 0
             while done < len(steps):
                 n = min(self.nb, len(steps) - done, self._steps_to_boundary())
-                sp, rd = self._segment(steps[done:done + n])
+                clocks = self.clock_steps(state["fed"] + done, n, state["samples"])
+                sp, rd = self._segment(steps[done:done + n], clocks)
                 self._clear_recurrent()
                 for name, arr in sp.items():
                     rec[name].append(arr)

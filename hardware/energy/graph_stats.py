@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from export.devices import exact_kernels
-from export.graph import INPUT, DeployGraph, run_float
+from export.graph import CLOCK, INPUT, DeployGraph, clock_activity, run_float
 from kd_snn.errors import KdsnnError
 
 from .conventions import (ANALOG_ENCODINGS, DEFAULT_CONVENTIONS, EVENT_MODES, FANOUT_MODES,
@@ -219,7 +219,7 @@ def analyze_graph(graph, x_seq: Optional[ArrayLike] = None, *,
     if N < 1 or T < 1:
         raise KdsnnError("no samples / time steps to analyse")
 
-    spiking_of = {INPUT: not analog_input}
+    spiking_of = {INPUT: not analog_input, CLOCK: True}  # the bias axon: a spike a step
     spiking_of.update({l.name: l.spiking for l in graph.layers})
     fmaps, macs = {}, {l.name: {} for l in graph.layers}
     taps = {l.name: 0 for l in graph.layers}  # conv/dense in-bounds taps per step, all weights
@@ -269,6 +269,7 @@ def analyze_graph(graph, x_seq: Optional[ArrayLike] = None, *,
             chunk = {k: v[:, sl].to(dev) for k, v in recs.items()}
         if x is not None and INPUT not in chunk:
             chunk[INPUT] = x[:, sl].to(dev)
+        chunk[CLOCK] = clock_activity(T, sl.stop - sl.start, device=dev)
         ev = {k: spike_events(v, "nonzero") for k, v in chunk.items()}
         for layer in graph.layers:
             if layer.spiking:

@@ -25,11 +25,20 @@ def membrane_changes(layer, chunk: Mapping[str, torch.Tensor]) -> int:
     i = torch.zeros((B,) + tuple(layer.shape), **f64)
     v, prev, total = torch.zeros_like(i), None, 0
     for t in range(T):
-        x = sum(conn.apply(chunk[conn.source][t].to(torch.float64))
+        x = sum(conn.apply(_source_step(chunk, conn, layer, t)).reshape(i.shape)
                 for conn in layer.connections)
-        i = alpha * i + x.reshape(i.shape)
+        i = alpha * i + x
         v = beta * v + i + bias
         v = v * (1 - spikes[t])
         total += v.numel() if prev is None else int(torch.count_nonzero(v != prev))
         prev = v
     return total
+
+
+def _source_step(chunk, conn, layer, t: int) -> torch.Tensor:
+    """What ``conn`` reads at step t: its source's activity of step t, or for a recurrent
+    connection the layer's own spikes of step t - 1 (none at t = 0)."""
+    src = chunk[conn.source].to(torch.float64)
+    if conn.source != layer.name:
+        return src[t]
+    return src[t - 1] if t > 0 else torch.zeros_like(src[0])
