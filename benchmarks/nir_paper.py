@@ -65,12 +65,34 @@ LIBRARY_FILES = {
 }
 
 
-def _norse_forward(path: Path, x: torch.Tensor, dt: float) -> torch.Tensor:
+def _recurrent_bias_into_fc1(g):
+    """The Braille bias file with its recurrent Affine's bias added to fc1's: the same NIR
+    graph (two constant currents into lif1.lif at every step).  norse's executor feeds a
+    cycle nothing at its first step, the recurrent Affine's bias included, so on the file
+    as it is norse drops that bias at t = 0 (snntorch's RSynaptic, which wrote the file,
+    and kdsnn add it at every step)."""
+    import numpy as np
+    rec = g.nodes["lif1.w_rec"]
+    g.nodes["fc1"].bias = g.nodes["fc1"].bias + rec.bias
+    rec.bias = np.zeros_like(rec.bias)
+    return g
+
+
+#: NIR-paper files whose norse reference runs an equivalent rewrite of the file (and why)
+NORSE_EQUIVALENT = {"braille_noDelay_bias_zero.nir": (
+    _recurrent_bias_into_fc1, "with w_rec's bias moved into fc1, the same NIR graph: norse's "
+    "executor drops a cycle's Affine bias at t = 0")}
+
+
+def _norse_forward(path: Path, x: torch.Tensor, dt: float, rewrite=None) -> torch.Tensor:
     import nir
     import norse.torch as norse
+    g = nir.read(str(path))
+    if rewrite is not None:
+        g = rewrite(g)
     logging.disable(logging.WARNING)
     try:
-        module = norse.from_nir(nir.read(str(path)), dt=dt)
+        module = norse.from_nir(g, dt=dt)
     finally:
         logging.disable(logging.NOTSET)
     state, outs = None, []
@@ -116,19 +138,24 @@ def _paper_row(name: str, spec: tuple) -> dict:
     row["imported"] = True
     row["layers"] = [[l.name, list(l.shape), [c.source for c in l.connections]]
                      for l in graph.layers]
-    equal, total = 0, 0
+    rewrite, why = NORSE_EQUIVALENT.get(file, (None, ""))
+    equal, as_is, total = 0, 0, 0
     xs = []
     for seed in range(seeds):
         g = torch.Generator().manual_seed(seed)
         x = (torch.rand((T, 1, *shape), generator=g) < 0.3).float()
         xs.append(x)
-        want = _norse_forward(path, x, kwargs.get("dt", 1e-4))
+        want = _norse_forward(path, x, kwargs.get("dt", 1e-4), rewrite)
         _, rec = run_float(graph, x.double(), record=True)
         got = rec[graph.layers[-1].name].float().reshape(want.shape)
         equal += int(torch.equal(got, want))
+        if rewrite is not None:
+            as_is += int(torch.equal(got, _norse_forward(path, x, kwargs.get("dt", 1e-4))))
         total += 1
     row["forward"] = {"equal_runs": equal, "runs": total, "what": "every output spike, "
                       f"T = {T}, batch 1, seeded spike trains (rate 0.3)"}
+    if rewrite is not None:
+        row["forward"].update(reference_file=why, equal_runs_file_as_is=as_is)
     classes = int(np.prod(graph.output.shape))
     fitted = fit_to_data(graph, graph.input_shape, classes, T, "direct")
     row["lava"] = _lava_bit_exact(fitted, torch.cat(xs, 1).double())
@@ -188,6 +215,9 @@ def _verdict(row: dict) -> tuple:
     f = row["forward"]
     if "equal_runs" in f:
         fwd = f"{f['equal_runs']}/{f['runs']} runs spike-identical"
+        if "reference_file" in f:
+            fwd += (f" ({f['reference_file']}; on the file as is "
+                    f"{f['equal_runs_file_as_is']}/{f['runs']})")
     else:
         fwd = (f"{f['layers_spike_equal']}/{f['layers']} layers spike-identical, readout "
                f"within {f['readout_max_abs_diff']:.1e}")

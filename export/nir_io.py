@@ -45,9 +45,13 @@ is such an Euler step with ``alpha = 1 - dt/tau_syn`` and ``beta = 1 - dt/tau_me
   with ``alpha = 0`` a synaptic bias is the same as a membrane bias, exactly.  Otherwise
   (LIF fed only by pooling, or a per-position conv bias) it goes into ``v_leak = bias``
   (LIF convention above), which is exact NIR but not imported correctly by either tool.
-  For CubaLIF a synaptic bias would be low-pass filtered by alpha, so the bias always goes
-  into ``v_leak = bias/(1-beta)`` (Euler: ``v += (1-beta)*v_leak``): exact NIR; snntorch
-  refuses it (assert) and norse misapplies it.  Zero biases give ``v_leak = 0``.
+  A CubaLIF's membrane bias goes into ``v_leak = bias/(1-beta)`` (Euler:
+  ``v += (1-beta)*v_leak``): exact NIR; snntorch refuses it (assert) and norse misapplies
+  it.  A CubaLIF's *synaptic* bias (a ``CLOCK`` connection, ``export.graph``: a constant
+  current filtered by alpha) is the bias of its first feed-forward Affine/Conv2d (else of
+  its recurrent Affine), which is how NIR, snntorch and norse write and read it; reading,
+  an Affine/Conv2d bias into a CubaLIF becomes that clock connection (into LIF/IF,
+  alpha = 0, the membrane bias, the same exactly).  Zero biases give ``v_leak = 0``.
 * Thresholds are per-neuron arrays in the file (no scalar shapes).  snntorch can only
   build one threshold per layer (it asserts a unique value); norse takes per-neuron
   thresholds.
@@ -88,7 +92,7 @@ import numpy as np
 
 import nir
 
-from export.graph import INPUT, Connection, DeployGraph, NeuronLayer
+from export.graph import CLOCK, INPUT, Connection, DeployGraph, NeuronLayer, is_clock
 from kd_snn.errors import KdsnnError
 from kd_snn.io import write_bytes
 
@@ -142,6 +146,38 @@ def _bias_slot(layer: NeuronLayer):
         if conn.kind == "dense":
             return j
         if conn.kind == "conv" and _channel_bias(layer.bias) is not None:
+            return j
+    return None
+
+
+def _clock_bias(layer: NeuronLayer):
+    """The layer's synaptic bias (its clock connection's weights) in its shape, or None."""
+    for conn in layer.connections:
+        if is_clock(conn):
+            return conn.weight[:, 0].reshape(layer.shape)
+    return None
+
+
+def _without_clock(layer: NeuronLayer, clock: np.ndarray) -> NeuronLayer:
+    """A layer with no current decay, its synaptic bias moved into the membrane bias: the
+    same neuron exactly (``i = x + b`` is added to ``v`` whole each step)."""
+    import dataclasses
+    return dataclasses.replace(layer, bias=layer.bias + clock, connections=tuple(
+        c for c in layer.connections if not is_clock(c)))
+
+
+def _clock_slot(layer: NeuronLayer, clock: np.ndarray):
+    """Index of the connection whose NIR Affine/Conv2d bias carries the synaptic bias
+    ``clock`` of a CubaLIF layer: a feed-forward dense connection (or a convolution when
+    the bias is constant per channel) first, else the recurrent dense one (norse's
+    executor feeds a cycle nothing at its first step, bias included); None if none can."""
+    order = sorted(range(len(layer.connections)),
+                   key=lambda j: layer.connections[j].source == layer.name)
+    for j in order:
+        conn = layer.connections[j]
+        if is_clock(conn):
+            continue
+        if conn.kind == "dense" or (conn.kind == "conv" and _channel_bias(clock) is not None):
             return j
     return None
 
@@ -235,12 +271,22 @@ def graph_to_nir(graph: DeployGraph, dt: float = DT) -> nir.NIRGraph:
     for li, layer in enumerate(graph.layers):
         base = names(layer.name)
         is_last = li == len(graph.layers) - 1
+        clock = _clock_bias(layer)
+        if clock is not None and np.all(layer.alpha == 0):  # LIF/IF: a membrane bias
+            layer, clock = _without_clock(layer, clock), None
         if not layer.spiking and not is_last:
             raise KdsnnError(f"NIR export: non-spiking layer '{layer.name}' is not the "
                              "readout (only the last layer may be non-spiking)")
         needs_bias = bool(np.any(layer.bias != 0))
         if layer.spiking and not np.all(layer.alpha == 0):
-            slot = None  # CubaLIF: bias goes to v_leak
+            slot = None  # CubaLIF: bias goes to v_leak, the synaptic bias to an Affine's
+            if clock is not None:
+                slot = _clock_slot(layer, clock)
+                if slot is None:
+                    raise KdsnnError(f"NIR export: layer '{layer.name}' has a synaptic bias "
+                                     "(clock connection) that no incoming dense connection "
+                                     "or convolution (bias constant per channel) can carry "
+                                     "as its Affine/Conv2d bias")
         else:
             slot = _bias_slot(layer) if needs_bias else None
         if not layer.spiking and needs_bias and slot is None:
@@ -248,14 +294,17 @@ def graph_to_nir(graph: DeployGraph, dt: float = DT) -> nir.NIRGraph:
                              "incoming connection can carry")
         ends = []
         for j, conn in enumerate(layer.connections):
-            cbias = layer.bias if (slot == j) else None
+            if is_clock(conn):  # written as the bias of the connection in ``slot``
+                continue
+            cbias = (layer.bias if clock is None else clock) if slot == j else None
             own = conn.source == layer.name  # recurrent: a cycle back into this neuron
             ends.append(_add_connection(conn, base if own else produced[conn.source],
                                         layer.shape if own else shapes[conn.source],
                                         layer.shape, f"{base}_{'rec' if own else 'syn'}{j}",
                                         cbias, nodes, edges, names))
         if layer.spiking:
-            node = _neuron_node(layer, dt, bias_in_synapse=slot is not None or not needs_bias)
+            node = _neuron_node(layer, dt, bias_in_synapse=(slot is not None and clock is None)
+                                or not needs_bias)
             node.metadata = _layer_meta(layer)
             nodes[base] = node
             edges.extend((e, base) for e in ends)
@@ -616,7 +665,8 @@ def nir_to_graph(source: Union[nir.NIRGraph, str, os.PathLike],
     python identifiers (layer names are sanitised).  Refused with one sentence naming the
     node: ``v_reset != 0``, ``LI``/``CubaLI``/``I`` (leaky readouts), ``Delay``,
     ``Threshold``, ``Conv1d``, subgraphs, other cycles, fan-in into anything but a neuron
-    or the readout, synaptic biases into a CubaLIF, time constants giving decays outside [0, 1].
+    or the readout, time constants giving decays outside [0, 1].  The biases of the
+    linear nodes into a CubaLIF are its synaptic bias (a ``CLOCK`` connection).
     """
     try:
         return _nir_to_graph(source, dt)
@@ -1263,13 +1313,11 @@ def _nir_to_graph(source: Union[nir.NIRGraph, str, os.PathLike],
         except ValueError:
             raise KdsnnError(f"NIR import: the parameters of neuron node '{key}' do not fit "
                              f"its input's shape {shape}") from None
-        if np.any((syn_bias != 0) & (derived[0] != 0)):
-            raise KdsnnError(f"NIR import: synaptic bias into CubaLIF '{key}' (the bias of "
-                             "an Affine feeding it) with current decay alpha = "
-                             f"{float(np.max(derived[0])):.3g}: a constant current filtered by "
-                             "the decay rises over the first steps, which a Loihi membrane "
-                             "bias cannot express (a Linear without bias, or the bias in "
-                             "v_leak, can be imported)")
+        if isinstance(node, nir.CubaLIF) and np.any(syn_bias != 0) and np.any(derived[0] != 0):
+            # a constant synaptic current, filtered by the current decay: the clock (a bias
+            # axon on Loihi), not the membrane bias
+            conns.append((Connection(CLOCK, "dense", syn_bias.reshape(-1, 1)), None))
+            syn_bias = np.zeros(shape)
         derived[3] = derived[3] + syn_bias * derived[4]
         params = _restore(node, tuple(derived), key)
         layers.append(NeuronLayer(layer_name(key), shape, tuple(c for c, _ in conns),

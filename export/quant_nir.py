@@ -110,11 +110,14 @@ def quant_from_nir(g: nir.NIRGraph, source: str = "NIR graph") -> QuantGraph:
             fl = layers_f.get(name)
             if fl is None or len(fl.connections) != len(ld["connections"]):
                 raise KdsnnError(f"quantized NIR: layer '{name}' differs from its Loihi fields")
-            conns = []
-            for cd, fc in zip(ld["connections"], fl.connections):
-                if (fc.source, fc.kind) != (cd["source"], cd["kind"]):
+            conns, pool = [], list(fl.connections)  # matched by source and kind, in order
+            for cd in ld["connections"]:
+                fc = next((c for c in pool if (c.source, c.kind) == (cd["source"], cd["kind"])),
+                          None)
+                if fc is None:
                     raise KdsnnError(f"quantized NIR: a connection of '{name}' differs from "
                                      "its Loihi fields")
+                pool.remove(fc)
                 w = np.asarray(fc.weight, dtype=np.float64) / 2.0 ** int(cd["weight_exp"])
                 if int(cd["message_bits"]) > 0:
                     w = w / levels

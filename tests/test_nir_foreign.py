@@ -203,14 +203,25 @@ def test_conventions_scalar_params_flatten_batch_names(tmp_path):
     (lambda: _mlp(neuron=_lif(3, reset=-0.5, leak=-0.5)), "'lif'.*v_reset"),
     (lambda: _mlp(neuron=_lif(3, tau=1e-5)), "'lif'.*outside \\[0, 1\\]"),
     (lambda: _mlp(neuron=_lif(3, r=0.0)), "'lif' has r <= 0"),
-    (lambda: _mlp(neuron=nir.CubaLIF(tau_syn=np.full(3, 2e-4), tau_mem=np.full(3, 5e-4),
-                                     r=np.full(3, 5.0), v_leak=np.zeros(3),
-                                     v_threshold=np.ones(3), w_in=np.full(3, 2.0))),
-     "synaptic bias into CubaLIF 'lif'"),
 ])
 def test_inexpressible_foreign_nodes_are_refused(graph, match):
     with pytest.raises(KdsnnError, match=match):
         nir_to_graph(graph())
+
+
+def test_an_affine_bias_into_a_cuba_lif_is_a_synaptic_bias():
+    """(Refused before issue 30's Braille work.) The bias of the Affine feeding a CubaLIF
+    is a constant synaptic current: a clock connection of those weights, not v's bias."""
+    from export.graph import CLOCK
+    g = _mlp(neuron=nir.CubaLIF(tau_syn=np.full(3, 2e-4), tau_mem=np.full(3, 5e-4),
+                                r=np.full(3, 5.0), v_leak=np.zeros(3),
+                                v_threshold=np.ones(3), w_in=np.full(3, 2.0)))
+    layer = nir_to_graph(g).layers[0]
+    fc = next(n for n in g.nodes.values() if isinstance(n, nir.Affine)
+              and n.weight.shape[0] == 3)
+    assert [c.source for c in layer.connections][-1] == CLOCK
+    assert np.array_equal(layer.connections[-1].weight[:, 0], fc.bias.astype(np.float64))
+    assert not np.any(layer.bias)
 
 
 def test_dt_argument(tmp_path):

@@ -187,12 +187,98 @@ def test_self_recurrence_in_a_synthetic_graph_and_longer_cycles_refused():
         nir_to_graph(_cycle_graph(second_layer_cycle=True))
 
 
-def test_braille_with_biases_is_refused_by_name():
-    """The paper's other Braille file feeds biased Affines into a CubaLIF: a constant
-    synaptic current is filtered by the current decay (a transient), which Loihi's
-    membrane bias cannot express."""
-    with pytest.raises(KdsnnError, match="synaptic bias into CubaLIF 'lif1.lif'"):
-        nir_to_graph(BRAILLE_BIAS)
+def _bias_moved_into_fc1():
+    """The Braille bias file with w_rec's bias added to fc1's: the same NIR graph (both are
+    constant currents into lif1.lif at every step), which norse's executor runs as NIR
+    means it (it feeds a cycle nothing at its first step, the recurrent Affine's bias
+    included; snntorch's RSynaptic, which wrote the file, adds that bias at t = 0 too)."""
+    g = nir.read(str(BRAILLE_BIAS))
+    rec = g.nodes["lif1.w_rec"]
+    g.nodes["fc1"].bias = g.nodes["fc1"].bias + rec.bias
+    rec.bias = np.zeros_like(rec.bias)
+    return g
+
+
+def test_braille_with_biases_imports_them_as_synaptic_biases():
+    """The paper's other Braille file feeds biased Affines into CubaLIFs: each bias is a
+    constant synaptic current (filtered by the current decay), a clock connection whose
+    weights are the biases (fc1's and the recurrent w_rec's summed; fc2's), not a
+    membrane bias."""
+    from export.graph import CLOCK
+    g = nir_to_graph(BRAILLE_BIAS)
+    src = nir.read(str(BRAILLE_BIAS)).nodes
+    l1, l2 = g.layers
+    assert [c.source for c in l1.connections] == ["input", "lif1_lif", CLOCK]
+    assert [c.source for c in l2.connections] == ["lif1_lif", CLOCK]
+    want1 = src["fc1"].bias.astype(np.float64) + src["lif1.w_rec"].bias.astype(np.float64)
+    assert np.array_equal(l1.connections[2].weight[:, 0], want1)
+    assert np.array_equal(l2.connections[1].weight[:, 0], src["fc2"].bias.astype(np.float64))
+    assert not np.any(l1.bias) and not np.any(l2.bias)
+    assert np.allclose(l1.alpha, 0.55)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_braille_with_biases_float_forward_equals_norse(seed, tmp_path):
+    """Every output spike equals norse 1.1's from_nir forward (T = 40, batch 1) of the file
+    with w_rec's bias moved into fc1 (the same NIR graph, see ``_bias_moved_into_fc1``)
+    and of kdsnn's own export of the imported graph (which writes the whole synaptic bias
+    as fc1's Affine bias); that export reads back to the same graph."""
+    T = 40
+    x = _spikes(12, T, 1, seed)
+    g = nir_to_graph(BRAILLE_BIAS)
+    _, rec = run_float(g, x.double(), record=True)
+    got = rec["lif2"].float()
+    assert got.sum() > 0 and rec["lif1_lif"].sum() > 0
+    want = norse_forward(_bias_moved_into_fc1(), x, dt=1e-4)
+    assert torch.equal(got.reshape(want.shape), want)
+    path = write_nir(g, tmp_path / "braille_bias.nir")
+    assert torch.equal(got.reshape(want.shape), norse_forward(nir.read(str(path)), x, dt=1e-4))
+    g2 = nir_to_graph(path)
+    for a, b in zip(g.layers, g2.layers):
+        assert [c.source for c in a.connections] == [c.source for c in b.connections]
+        assert all(np.array_equal(c.weight, d.weight) for c, d in zip(a.connections,
+                                                                      b.connections))
+        assert all(np.array_equal(getattr(a, k), getattr(b, k))
+                   for k in ("alpha", "beta", "threshold", "bias"))
+
+
+def test_braille_with_biases_lava_equals_the_emulation_bit_for_bit(tmp_path):
+    """Quantized (the biases on their layer's scale, 8-bit mantissas like every synapse),
+    4 samples streamed in segments of 3 through Lava's stock fixed_pt LIF and Dense, the
+    biases as bias axons (a one-neuron source per depth fired during the layers' sample
+    windows, a Dense of the bias weights): every spike and the readout equal the
+    emulation's; the quantized NIR file reads back to the same Loihi network; the energy
+    count charges each bias synapse once per step."""
+    import lava.proc.lif.process  # noqa: F401 - Lava first (multiprocessing start method)
+
+    from export.emulate import emulate
+    from export.graph import CLOCK
+    from export.imported import fit_to_data
+    from export.quant_nir import read_quant_nir, write_quant_nir
+    from export.quantize import encode_input, quantize
+    from hardware.energy.graph_stats import analyze_graph
+    from hardware.lava_sim import LavaRunner
+    T = 20
+    g = fit_to_data(nir_to_graph(BRAILLE_BIAS), (12,), 7, T, "direct")
+    x = _spikes(12, T, 4, 3, rate=0.7).double()
+    q = quantize(g, x)
+    clocks = [c for l in q.layers for c in l.connections if c.source == CLOCK]
+    assert len(clocks) == 2 and all(c.kind == "dense" and c.message_bits == 0 for c in clocks)
+    xi = encode_input(x)
+    v_emu, s_emu = emulate(q, xi)
+    with LavaRunner(q, chunk_samples=3, conv_model="lava") as runner:
+        v_lava, s_lava = runner.run(xi)
+    assert torch.equal(v_emu, v_lava)
+    for name in s_emu:
+        assert int(s_emu[name].sum()) > 0
+        assert torch.equal(s_emu[name], s_lava[name]), name
+    assert read_quant_nir(write_quant_nir(tmp_path / "q.nir", q)).digest() == q.digest()
+    stats = analyze_graph(q, x, spikes=s_lava, source="lava")
+    for layer in q.layers:
+        clock = [c for c in layer.connections if c.source == CLOCK]
+        if clock:
+            got = next(l for l in stats.layers if l.name == layer.name).synops_by_source
+            assert got[CLOCK] == T * int(np.count_nonzero(clock[0].weight))
 
 
 def test_onnx_student_of_a_recurrent_graph(tmp_path):
