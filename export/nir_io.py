@@ -838,8 +838,9 @@ def _validate(g) -> tuple:
         cyc = sorted(k for k in g.nodes if indeg[k] > 0)
         raise KdsnnError(f"NIR import: the graph has a cycle through {', '.join(cyc[:4])} "
                          "that is not one neuron layer recurrent onto itself through "
-                         "Linear/Affine nodes (on Loihi every synapse on a longer cycle adds "
-                         "a step, so its feedback would arrive late)")
+                         "Linear/Affine nodes: on Loihi a back edge from a layer k synapses "
+                         "deeper would arrive late, with the spikes of step t - 1 - k instead "
+                         "of t - 1, and relays can only add delay, never remove it")
     return inputs[0], outputs[0], preds, succs, order, recurrent
 
 
