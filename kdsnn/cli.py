@@ -161,15 +161,19 @@ def build_parser() -> argparse.ArgumentParser:
         "spikingjelly, sinabs, ...), fit it to a data set and make RUN from it, so that "
         "quantize, export, parity and report work on it as on a distilled student.",
         epilog=_example("kdsnn import model.nir runs/imported --data digits",
+                        "kdsnn import model.nir runs/mine --data my.npz  # your own arrays",
                         "kdsnn export runs/imported --target all"))
     p.add_argument("model", help="the NIR file (.nir)")
     p.add_argument("run", help="run directory to create (or a run holding only a teacher)")
-    p.add_argument("--data", required=True, help="the data set it was trained on (see "
-                                                 "'kdsnn configs')")
+    p.add_argument("--data", required=True, help="the data set it was trained on: a name "
+                   "(see 'kdsnn configs'), or your own arrays as an .npz file (x_train, "
+                   "y_train, x_test, y_test; samples (N, ...) or sequences (N, T, ...); see "
+                   "the guide 'Your own data')")
     p.add_argument("--teacher", help="the ANN teacher for the report's ratio: a kdsnn run or "
                                      "checkpoint (.safetensors), or an ONNX file")
     p.add_argument("--time-steps", type=int, help="steps per sample (default: the file's "
-                                                   "metadata, else the data set's default)")
+                                                   "metadata, else the data set's default; "
+                                                   "sequences: their own T)")
     p.add_argument("--dt", type=float, help="the time step the file's taus are in (default: "
                    "the file's metadata, else 1e-4 as snntorch and spikingjelly write; norse "
                    "writes taus for dt = 1e-6, sinabs for dt = 1)")
