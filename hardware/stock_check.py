@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from export.graph import INPUT
+from export.graph import CLOCK, INPUT, clock_activity
 
 
 class _InPort:
@@ -141,7 +141,8 @@ def check_synapses(qgraph, x_int, spikes: dict, conv_model: str, jobs=None,
     T, k = int(x_int.shape[0]), int(x_int.shape[1])
     conns = [(layer, conn) for layer in qgraph.layers for conn in layer.connections]
     sources = {conn.source for _, conn in conns}  # numpy before the fork: no torch there
-    trains = {name: _step_order(x_int if name == INPUT else spikes[name]) for name in sources}
+    trains = {name: _step_order(x_int if name == INPUT else clock_activity(
+        T, k, dtype=torch.int64) if name == CLOCK else spikes[name]) for name in sources}
     _STATE.update(q=qgraph, trains=trains, conv_model=conv_model, conns=conns)
     bar = make_progress(total=len(conns), unit="synapse", desc="stock re-check",
                         enabled=progress, every=10)

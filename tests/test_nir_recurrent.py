@@ -272,6 +272,8 @@ def test_braille_with_biases_lava_equals_the_emulation_bit_for_bit(tmp_path):
     for name in s_emu:
         assert int(s_emu[name].sum()) > 0
         assert torch.equal(s_emu[name], s_lava[name]), name
+    from hardware.stock_check import check_synapses  # parity's re-check of fast models
+    assert check_synapses(q, xi, s_lava, "fast", jobs=1)["bit_exact"]
     assert read_quant_nir(write_quant_nir(tmp_path / "q.nir", q)).digest() == q.digest()
     stats = analyze_graph(q, x, spikes=s_lava, source="lava")
     for layer in q.layers:
