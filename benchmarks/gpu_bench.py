@@ -377,6 +377,20 @@ def report(out: Path) -> str:
         d = load(name)
         if d:
             lines += [f"## {title}", "", *_speed_table(d, "ms")]
+    ch = load("chain")
+    if ch:
+        steps = ch.get("steps", {})
+        emu = steps.get("emulation_vs_cpu", {})
+        lines += [f"## The paper's student through the chain on {ch.get('device')} "
+                  f"({ch.get('model')}, {ch.get('test_images')} test images; "
+                  "benchmarks/gpu_chain.py)", "",
+                  C.md_table(["step", "status", "wall s"],
+                             [[k, v.get("status", "ok"), str(v.get("wall_s", "-"))]
+                              for k, v in steps.items() if k != "emulation_vs_cpu"]), "",
+                  f"- integer emulation on the device vs the CPU on the same "
+                  f"{emu.get('samples')} test samples, readout and every layer's spikes: "
+                  f"bit-identical **{emu.get('bit_identical')}** ({emu.get('device_s')} s vs "
+                  f"{emu.get('cpu_s')} s on the CPU)", ""]
     dg = load("digits")
     if dg:
         lines += ["## digits on CUDA with AMP (2 epochs), kill + --resume", "",
@@ -393,7 +407,8 @@ def report(out: Path) -> str:
     (out / "gpu.md").write_text(text)
     (out / "gpu.json").write_text(json.dumps(
         {"parts": parts, **{n: load(n) for n in ("env", "exact", "neuron", "distill_small",
-                                                  "distill_large", "digits")}}, indent=1))
+                                                  "distill_large", "digits", "chain")}},
+        indent=1))
     return text
 
 
