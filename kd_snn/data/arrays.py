@@ -29,6 +29,8 @@ from kd_snn.data.common import EpochMixin, check_opts
 from kd_snn.data.registry import DataSpec, list_datasets, register
 from kd_snn.errors import KdsnnError
 
+_CACHE: dict = {}  # (path, size, mtime, inode) -> UserArrays, the last file read
+
 __all__ = ["NAME", "KEYS", "UserArrays", "is_data_file", "read_arrays", "fit_arrays",
            "ArraysDataset", "MAX_BYTES"]
 
@@ -69,6 +71,11 @@ def is_data_file(data: str) -> bool:
     if text.lower().endswith(".npz") or "/" in text or "\\" in text:
         return True
     return text.strip().lower().replace("-", "_") not in list_datasets() and Path(text).is_file()
+
+
+def _stat_key(path: Path) -> tuple:
+    st = path.stat()
+    return str(path), st.st_size, st.st_mtime_ns, st.st_ino
 
 
 def _sha256(path: Path) -> str:
@@ -146,8 +153,11 @@ def read_arrays(data) -> UserArrays:
         raise KdsnnError(f"{where}: x_train's samples are {tuple(tr)} but x_test's are "
                          f"{tuple(te)}; both splits need the same sample shape")
     classes = _num_classes(arrays.get("num_classes"), where)
-    return UserArrays(path, _sha256(path), arrays["x_train"], arrays["y_train"],
+    data = UserArrays(path, _sha256(path), arrays["x_train"], arrays["y_train"],
                       arrays["x_test"], arrays["y_test"], classes)
+    _CACHE.clear()  # the commands after it read the same file again: one read, one file
+    _CACHE[_stat_key(path)] = data
+    return data
 
 
 def _check_x(x: np.ndarray, what: str) -> None:
@@ -270,7 +280,6 @@ def spec_of(**opts) -> DataSpec:
                     shape[0] if layout == "sequence" else 4, tuple(step))
 
 
-_CACHE: dict = {}
 
 
 def build_arrays(split, root=None, download=False, **opts):
@@ -281,16 +290,13 @@ def build_arrays(split, root=None, download=False, **opts):
     if not path.is_file():
         raise KdsnnError(f"data file '{path}' (config.yaml data.options.file) is missing; "
                          f"restore it, or import into a new run")
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
-    if key not in _CACHE:
+    data = _CACHE.get(_stat_key(path))
+    if data is None:
         if _sha256(path) != opts["sha256"]:
             raise KdsnnError(f"data file '{path}' changed since the run was made (its sha256 "
                              f"is not the one config.yaml records); restore it, or import "
                              f"into a new run")
-        _CACHE.clear()  # one file at a time in memory
-        _CACHE[key] = read_arrays(path)
-    data = _CACHE[key]
+        data = read_arrays(path)
     if data.sha256 != opts["sha256"] or data.sample_shape != shape:
         raise KdsnnError(f"data file '{path}' changed since the run was made; restore it, "
                          f"or import into a new run")
