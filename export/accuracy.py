@@ -80,10 +80,10 @@ def accuracy_over(graph: DeployGraph, qgraph, n: int, batches, progress: bool,
 
 
 def float_accuracy(graph: DeployGraph, cfg: Config, progress: bool = False,
-                   split: str = "test") -> dict:
+                   split: str = "test", device=None) -> dict:
     """The float graph's accuracy over a whole split (the forward kdsnn runs, e.g. of an
-    imported network), a batch at a time; a graph that cannot run on the data is refused
-    in one line."""
+    imported network), a batch at a time on ``device`` (the CPU: None); a graph that
+    cannot run on the data is refused in one line."""
     from kd_snn.errors import KdsnnError
 
     n, batches = input_batches(cfg, split, 256)
@@ -93,7 +93,8 @@ def float_accuracy(graph: DeployGraph, cfg: Config, progress: bool = False,
     try:
         for x, y in batches:
             try:
-                logits = float_logits(graph, x)
+                with exact_kernels(device):  # TF32 off: float64 as on the CPU
+                    logits = float_logits(graph, x.to(as_device(device))).cpu()
             except (RuntimeError, ValueError) as exc:
                 raise KdsnnError(f"the imported graph does not run on the data: "
                                  f"{str(exc).splitlines()[0]}") from None

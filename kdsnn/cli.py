@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "the file's metadata, else 1e-4 as snntorch and spikingjelly write; norse "
                    "writes taus for dt = 1e-6, sinabs for dt = 1)")
     p.add_argument("--force", action="store_true", help="replace an imported student")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: auto = CUDA when "
+                   "present): where the float forward over the test split runs")
     p.add_argument("--no-progress", action="store_true", help="hide progress output")
 
     p = sub.add_parser("report", help="energy and sparsity report of the student",
@@ -363,7 +365,7 @@ def _parity(a) -> int:
 def _import(a) -> int:
     from .importing import import_nir
     r = import_nir(a.run, a.model, data=a.data, teacher=a.teacher, time_steps=a.time_steps,
-                   dt=a.dt, force=a.force, progress=not a.no_progress)
+                   dt=a.dt, force=a.force, device=a.device, progress=not a.no_progress)
     for note in r.notes:
         print(note)
     print(f"imported '{a.model}' into {r.run}: {r.layers} layers, input "

@@ -19,6 +19,7 @@ from kd_snn import io as kio
 from kd_snn.errors import KdsnnError
 from kd_snn.rundir import RunDir
 
+from .devices import step_device
 from .results import ImportResult
 from .runs import RunPath, as_run, check_positive, writing
 
@@ -28,7 +29,7 @@ __all__ = ["import_nir"]
 def import_nir(run: RunPath, model: Union[str, os.PathLike], *, data: str,
                teacher: Optional[str] = None, time_steps: Optional[int] = None,
                dt: Optional[float] = None, force: bool = False,
-               progress: bool = True) -> ImportResult:
+               device: Optional[str] = None, progress: bool = True) -> ImportResult:
     """Make ``run``'s student from the NIR file ``model``, trained on the data set ``data``
     (a kdsnn data set's name, or a user's ``.npz`` file: ``kd_snn.data.arrays``).
 
@@ -36,7 +37,8 @@ def import_nir(run: RunPath, model: Union[str, os.PathLike], *, data: str,
     file); ``time_steps``: steps per sample (default: the file's metadata, else the data
     set's default); ``dt``: the time step the file's taus are in (default: the file's
     metadata, else 1e-4 as snntorch and spikingjelly write); ``force`` replaces an imported
-    student (and drops what was exported from it).
+    student (and drops what was exported from it); ``device``: where the float forward
+    over the test split runs (None/``auto``: CUDA when present).
     """
     from export.accuracy import float_accuracy
     from export.imported import MODEL, RECORD, fit_to_data, loihi_problems
@@ -46,6 +48,7 @@ def import_nir(run: RunPath, model: Union[str, os.PathLike], *, data: str,
     from kd_snn.run import student_encoding, student_input_shape
 
     check_positive(time_steps=time_steps, dt=dt)
+    where = step_device(device)
     src = Path(model)
     if not src.is_file():
         raise KdsnnError(f"NIR file not found: {src}")
@@ -78,7 +81,7 @@ def import_nir(run: RunPath, model: Union[str, os.PathLike], *, data: str,
     graph = fit_to_data(graph, student_input_shape(cfg), spec.num_classes, cfg.data.time_steps,
                         student_encoding(cfg), what=f"'{src}'")
     teacher_src = _teacher_source(teacher, name, student_input_shape(cfg), spec.num_classes)
-    accuracy = float_accuracy(graph, cfg, progress)
+    accuracy = float_accuracy(graph, cfg, progress, device=where)
     source = src.read_bytes()
     with writing(run):
         if new_config:

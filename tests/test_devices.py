@@ -107,3 +107,12 @@ def test_a_device_the_machine_lacks_is_refused_before_any_work(tmp_path, capsys,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("kdsnn: error:") and "cuda" in err[0].lower()
     assert not run.exists()
+
+
+@no_cuda
+def test_import_refuses_a_device_the_machine_lacks_before_reading_anything(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["import", str(tmp_path / "absent.nir"), str(run), "--data", "digits",
+                 "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cuda" in err[0].lower() and not run.exists()
