@@ -21,37 +21,49 @@ same bytes):
 ``accuracy_groups`` builds the accuracy argument from a run's metrics, and
 ``dropped_by_rerun`` says what rewriting a report with other options would lose.
 Energies are per inference (one sample); accuracies are fractions in [0, 1].
+
+This module assembles the report and writes its files; the parts are computed by
+``report_accuracy`` (accuracy groups), ``report_energy`` (teacher beside student per
+layer and per convention, NeuroBench), ``report_runs`` (other runs compared, the report
+in place before a rerun) and drawn or written by ``report_plots`` and ``report_text``.
+The names that were public here before that split are still importable from here.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import asdict
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
-from kd_snn.errors import KdsnnError
 from kd_snn.io import remove, transaction, write_bytes, write_json, write_text
 
-from .energy import (CONVENTION_CHOICES, DEFAULT_CONVENTIONS, PROFILE_ALIASES, Conventions,
-                     GraphStats, TeacherLayer, TeacherStats, analyze_graph,
-                     convention_grid, count_teacher, energy, energy_ratio, load_profile,
-                     neurobench_metrics, teacher_energy, teacher_profile)
-from .report_format import (ACCURACY_LABELS, MODEL_COLORS, MODELS,  # noqa: F401 (public)
-                            RECORD_ACCURACY, model_of)
+from .energy import (CONVENTION_CHOICES, DEFAULT_CONVENTIONS, Conventions, GraphStats,
+                     analyze_graph, count_teacher, energy, energy_ratio, load_profile,
+                     teacher_energy, teacher_profile)
+from .report_accuracy import (GROUP_LABELS, accuracy_groups, check_accuracy,
+                              normalise_accuracy, sample_count)
+from .report_energy import (by_convention, grid_axes, is_relay, match_layers,
+                            neurobench_block, teacher_stats)
+from .report_format import ACCURACY_LABELS, MODEL_COLORS, MODELS, RECORD_ACCURACY, model_of
 from .report_plots import FIGURES, FORMATS, draw_all, figure_size_in
+from .report_runs import (READABLE_SCHEMAS, SCHEMA, dropped_by_rerun, run_entry,
+                          scatter_points, written_files)
 from .report_text import html_page, markdown
 
-SCHEMA = "kdsnn.report/2"
-READABLE_SCHEMAS = ("kdsnn.report/1", SCHEMA)  # run_entry reads older reports too
+__all__ = [
+    # this module: the report assembled and written
+    "build_report", "make_report", "DEFAULT_PROFILES", "PLOT_FILES", "LEGACY_PLOT_FILES",
+    "HTML_IMAGE",
+    # re-exported (public here before the split): callers keep one import
+    "SCHEMA", "READABLE_SCHEMAS", "run_entry", "written_files", "dropped_by_rerun",
+    "GROUP_LABELS", "accuracy_groups", "is_relay", "ACCURACY_LABELS", "MODEL_COLORS",
+    "MODELS", "RECORD_ACCURACY", "model_of"]
+
 DEFAULT_PROFILES = ("cmos45nm_fp32", "cmos45nm_int8", "loihi")
 #: every figure's PNG (each also as .svg and .pdf), in the order the report shows them
 PLOT_FILES = tuple(f"{name}.png" for name in FIGURES)
 #: figure files of earlier versions, removed when a report is rewritten
 LEGACY_PLOT_FILES = ("accuracy_energy.png",)
 HTML_IMAGE = "svg"  # the format report.html inlines (vector: sharp on screen and in print)
-
-
-# --------------------------------------------------------------------------- report
 
 
 def _as_records(stats) -> Dict[str, GraphStats]:
@@ -61,412 +73,6 @@ def _as_records(stats) -> Dict[str, GraphStats]:
                                                     for v in stats.values()):
         return dict(stats)
     raise TypeError("stats must be a GraphStats or a non-empty mapping label -> GraphStats")
-
-
-def _check_accuracy(name: str, value) -> Optional[float]:
-    if value is None:
-        return None
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"accuracy '{name}' must be a fraction in [0, 1], got {value!r}") \
-            from None
-    if not (0.0 <= v <= 1.0):
-        raise ValueError(f"accuracy '{name}' must be a fraction in [0, 1], got {value}")
-    return v
-
-
-def _accuracy_entry(name: str, value) -> dict:
-    """``{"value", "note"}`` from a fraction or a mapping with those keys."""
-    if isinstance(value, Mapping):
-        return {"value": _check_accuracy(name, value.get("value")),
-                "note": str(value.get("note") or "")}
-    return {"value": _check_accuracy(name, value), "note": ""}
-
-
-#: accuracy group keys with a meaning of their own (any other key is a group too)
-GROUP_LABELS = {"same_samples": "same {n} test samples (parity's)",
-                "full_split": "full test split ({n} samples)",
-                "export_samples": "first {n} test samples (export's accuracy pass)"}
-#: model keys a group may hold (aliases: the legacy labels)
-_GROUP_MODELS = {"teacher": "teacher", "float": "float", "student": "float",
-                 "emulation": "emulation", "quantized": "emulation", "lava": "lava"}
-_LEGACY_MODEL = {"teacher": "teacher", "student": "float", "quantized": "emulation",
-                 "lava": "lava"}
-
-
-def _count(name: str, n) -> Optional[int]:
-    if n is None:
-        return None
-    if isinstance(n, bool) or not isinstance(n, (int, float)) or n != int(n) or n < 1:
-        raise ValueError(f"accuracy '{name}': n must be a positive whole number of samples, "
-                         f"got {n!r}")
-    return int(n)
-
-
-def _is_group(value) -> bool:
-    return isinstance(value, Mapping) and "value" not in value
-
-
-def _group(key: str, g: Mapping) -> dict:
-    """One normalised group: ``{"key", "label", "n", "models": [{"model", "value", "n"}],
-    "bit_exact"}`` (models in :data:`MODELS` order)."""
-    n = _count(key, g.get("n"))
-    unknown = sorted(str(k) for k in g if k not in _GROUP_MODELS and
-                     k not in ("n", "label", "bit_exact", "note"))
-    if unknown:
-        raise ValueError(f"accuracy group '{key}': unknown model(s) {', '.join(unknown)} "
-                         f"(known: {', '.join(MODELS)})")
-    models = {}
-    for k, v in g.items():
-        if k not in _GROUP_MODELS or v is None:
-            continue
-        m = _GROUP_MODELS[k]
-        if isinstance(v, Mapping):
-            models[m] = {"model": m, "value": _check_accuracy(f"{key}.{k}", v.get("value")),
-                         "n": _count(f"{key}.{k}", v.get("n", n))}
-        else:
-            models[m] = {"model": m, "value": _check_accuracy(f"{key}.{k}", v), "n": n}
-    bit_exact = g.get("bit_exact")
-    if bit_exact is not None and not isinstance(bit_exact, bool):
-        raise ValueError(f"accuracy group '{key}': bit_exact must be true or false")
-    label = g.get("label") or g.get("note")
-    if not label:
-        label = (GROUP_LABELS[key].format(n=n if n is not None else "?") if key in GROUP_LABELS
-                 else key.replace("_", " "))
-    return {"key": str(key), "label": str(label), "n": n,
-            "models": [models[m] for m in MODELS if m in models], "bit_exact": bit_exact}
-
-
-def _accuracy(accuracy: Optional[Mapping]) -> tuple:
-    """(flat, groups) from ``build_report``'s ``accuracy``: the flat legacy entries
-    (label -> ``{"value", "note"}``, what ``run_entry`` and older readers use) and the
-    groups of like-with-like values.  Legacy entries are grouped by their note (one group
-    per sample set as stated); groups give legacy entries back (full split first)."""
-    flat, groups, legacy = {}, [], {}
-    for k, v in (accuracy or {}).items():
-        if v is None:
-            continue
-        if _is_group(v):
-            groups.append(_group(str(k), v))
-        else:
-            legacy[str(k)] = _accuracy_entry(str(k), v)
-    by_note: Dict[str, dict] = {}
-    for k, e in legacy.items():
-        flat[k] = e
-        if e["value"] is None or k not in _LEGACY_MODEL:
-            continue
-        g = by_note.setdefault(e["note"], {"label": e["note"] or "sample set not stated"})
-        g.setdefault(_LEGACY_MODEL[k], e["value"])
-    groups += [_group(f"as_given_{i + 1}", g) for i, g in enumerate(by_note.values())]
-    order = sorted(groups, key=lambda g: (g["key"] != "full_split", -(g["n"] or 0)))
-    for g in order:  # the flat entries of the groups: largest sample set first
-        for m in g["models"]:
-            key = {"float": "student", "emulation": "quantized"}.get(m["model"], m["model"])
-            if key not in flat and m["value"] is not None:
-                flat[key] = {"value": m["value"],
-                             "note": g["label"] + (f" (n = {m['n']})" if m["n"] else "")}
-    return flat, groups
-
-
-def accuracy_groups(metrics: Mapping, teacher_same_samples: Optional[float] = None,
-                    test_split_size: Optional[int] = None) -> dict:
-    """The ``accuracy`` argument of :func:`build_report`, like with like, from a run's
-    ``metrics.json`` (pure: no file, no model).
-
-    ``same_samples``: parity's samples (``metrics["parity"]``: ``samples``, ``accuracy``
-    {float, emulation, lava}, ``bit_exact``) plus ``teacher_same_samples``, the teacher's
-    accuracy on those very samples (the caller computes it: the first
-    ``metrics["parity"]["samples"]`` of the test split).  ``full_split``: the teacher's
-    ``test_accuracy`` and export's accuracy pass (``metrics["quantized"]``: float and
-    emulation on ``samples``).  ``test_split_size``: the split's size; when export's pass
-    ran on fewer samples, its figures become a group of their own (``export_samples``) and
-    the float student's full-split accuracy is its training ``test_accuracy``.  Without
-    it, export's sample count is taken as the split's size."""
-    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-    sub = lambda *keys: _dig(metrics, *keys)  # noqa: E731
-    out = {}
-    par = sub("parity") or {}
-    pacc = par.get("accuracy") if isinstance(par.get("accuracy"), Mapping) else {}
-    if num(par.get("samples")) and any(num(pacc.get(k)) for k in ("float", "emulation",
-                                                                  "lava")):
-        g = {"n": int(par["samples"])}
-        if teacher_same_samples is not None:
-            g["teacher"] = float(teacher_same_samples)
-        g.update({k: float(pacc[k]) for k in ("float", "emulation", "lava") if num(pacc.get(k))})
-        if isinstance(par.get("bit_exact"), bool):
-            g["bit_exact"] = par["bit_exact"]
-        out["same_samples"] = g
-    q = sub("quantized")
-    if not (isinstance(q, Mapping) and num(q.get("samples"))):
-        q = par.get("emulation_full_test")
-    q = q if isinstance(q, Mapping) and num(q.get("samples")) else None
-    n = int(test_split_size) if test_split_size else (int(q["samples"]) if q else None)
-    full = {"n": n} if n else {}
-    if num(sub("teacher", "test_accuracy")):
-        full["teacher"] = float(sub("teacher", "test_accuracy"))
-    if q is not None and int(q["samples"]) == n:
-        full.update({k: float(q[src]) for k, src in (("float", "float"),
-                                                     ("emulation", "quantized"))
-                     if num(q.get(src))})
-    else:
-        if num(sub("student", "test_accuracy")):
-            full["float"] = float(sub("student", "test_accuracy"))
-        if q is not None:
-            out["export_samples"] = {"n": int(q["samples"]), **{
-                k: float(q[src]) for k, src in (("float", "float"), ("emulation", "quantized"))
-                if num(q.get(src))}}
-    if set(full) - {"n"}:
-        out["full_split"] = full
-    return out
-
-
-def _dig(d, *keys):
-    for k in keys:
-        d = d.get(k) if isinstance(d, Mapping) else None
-    return d
-
-
-def _teacher_stats(teacher) -> Optional[TeacherStats]:
-    """A TeacherStats, also from fixed per-layer counts (then equal under every convention)."""
-    if teacher is None or isinstance(teacher, TeacherStats):
-        return teacher
-    if isinstance(teacher, Mapping):
-        return TeacherStats(tuple(TeacherLayer(str(k), int(v), int(v))
-                                  for k, v in teacher.items()))
-    raise TypeError("teacher_macs must be a TeacherStats (hardware.energy.count_teacher) or "
-                    "a mapping layer -> MACs")
-
-
-_GENERIC = ("conv", "fc", "linear", "dense", "bn", "lif", "neuron")
-_RELAY = re.compile(r"\.relay\d+$")
-
-
-def is_relay(name: str) -> bool:
-    """A relay layer ``SRC.relayK`` (``export.latency``): SRC's spikes, K steps later."""
-    return bool(_RELAY.search(name))
-
-
-def _block_key(name: str) -> tuple:
-    """(block, index) of a layer or module name: ``layer1.0.lif2`` and
-    ``layer1.0.conv2.conv`` both give ``("layer1.0", "2")``; ``stem.conv`` ``("stem", "")``."""
-    parts = name.split(".")
-    while len(parts) > 1 and parts[-1] in _GENERIC:
-        parts = parts[:-1]
-    m = re.fullmatch(r"([A-Za-z_]*?)(\d*)", parts[-1])
-    if len(parts) > 1 and m and m.group(1) in _GENERIC + ("", "conv", "lif") and m.group(2):
-        return ".".join(parts[:-1]), m.group(2)
-    return ".".join(parts), ""
-
-
-def _match_layers(student: dict, teacher: Optional[TeacherStats],
-                  conventions: Conventions) -> List[dict]:
-    """Student layers and teacher modules side by side, by stage/block.
-
-    A teacher module pairs with the student layer that is one of its dotted parts
-    (``head.fc`` -> ``fc``), else with the same (block, index) (``layer1.0.conv2.conv`` ->
-    ``layer1.0.lif2``, ``stem.conv`` -> ``stem``), else (a shortcut conv) with the block's
-    last student layer, where the residual sum lands.  Relay layers are folded into the
-    layer whose spikes they carry (``relays`` counts them)."""
-    rows, by_name = [], {}
-    for l in student["layers"]:
-        src = _RELAY.sub("", l["name"])
-        if is_relay(l["name"]) and src in by_name:
-            row = by_name[src]
-            row["relays"] += 1
-            row["student_synops"] += l["synops_in"]
-            row["student_macs"] += l["macs_in"]
-            continue
-        row = {"layer": l["name"], "student": l["name"], "teacher": None, "teacher_modules": [],
-               "relays": 0, "student_synops": l["synops_in"], "student_macs": l["macs_in"],
-               "teacher_macs": None, "teacher_macs_padded": None}
-        rows.append(row)
-        by_name[l["name"]] = row
-    keys = {_block_key(r["student"]): r for r in rows}
-    blocks = {}
-    for r in rows:
-        blocks[_block_key(r["student"])[0]] = r
-    for t in (teacher.layers if teacher else ()):
-        parts = t.name.split(".")
-        key = _block_key(t.name)
-        parent = key[0].rsplit(".", 1)[0] if "." in key[0] else None  # shortcut -> block
-        row = (next((r for r in rows if r["student"] and r["student"] in parts), None)
-               or keys.get(key) or blocks.get(parent))
-        if row is None:
-            row = {"layer": t.name, "student": None, "teacher": None, "teacher_modules": [],
-                   "relays": 0, "student_synops": None, "student_macs": None,
-                   "teacher_macs": None, "teacher_macs_padded": None}
-            rows.append(row)
-        row["teacher_modules"].append(t.name)
-        row["teacher"] = " + ".join(row["teacher_modules"])
-        row["teacher_macs"] = (row["teacher_macs"] or 0.0) + t.macs(conventions)
-        row["teacher_macs_padded"] = (row["teacher_macs_padded"] or 0) + t.padded
-    return rows
-
-
-def _grid_axes(records: Mapping[str, GraphStats], teacher: Optional[TeacherStats]) -> tuple:
-    """Convention axes the data can vary: zero skipping needs the input values of both."""
-    axes = ["padding", "first_layer"]
-    student_ok = all(c["nonzero_steps"] is not None for st in records.values() for l in st
-                     for c in l.mac_counts.values() if c["input"])
-    teacher_ok = teacher is None or all(l.nonzero is not None for l in teacher.layers
-                                        if l.input)
-    if student_ok and teacher_ok:
-        axes.append("zero_input")
-    return tuple(axes)
-
-
-def _by_convention(primary: GraphStats, teacher: Optional[TeacherStats], profs,
-                   base: Conventions, axes: Sequence[str]) -> List[dict]:
-    if teacher is None:
-        return []
-    rows = []
-    for conv in convention_grid(axes, base):
-        st = primary.under(conv)
-        row = {"conventions": conv.to_dict(), "student_macs": st.totals["macs"],
-               "teacher_macs": float(sum(teacher.macs(conv).values())), "energy": {}}
-        for prof in profs:
-            s_e, t_e = energy(st, prof), teacher_energy(teacher, prof, conv)
-            row["energy"][prof.name] = {"student_pj": s_e["total_pj"],
-                                        "teacher_pj": t_e["total_pj"],
-                                        "teacher_over_student": energy_ratio(s_e, t_e)}
-        rows.append(row)
-    return rows
-
-
-def _neurobench_block(records: Mapping[str, GraphStats]) -> dict:
-    """NeuroBench's metrics of the primary record (per layer and total) and the totals of
-    the others; a record whose counts cannot follow NeuroBench says why."""
-    out = {}
-    for label, st in records.items():
-        try:
-            out[label] = neurobench_metrics(st)
-        except KdsnnError as exc:
-            out[label] = {"unavailable": str(exc)}
-    primary = next(iter(out))
-    return {"record": primary, **out[primary],
-            "other_records": {k: v.get("total", v) for k, v in out.items() if k != primary}}
-
-
-def run_entry(report: Mapping, name: str, accuracy_key: str = "student") -> dict:
-    """A ``runs`` entry (name, accuracy, its n where the report states it, primary student
-    energy per profile) from a report dict (e.g. another run's ``report.json``, schema 1 or
-    2), for the accuracy-vs-energy plot."""
-    if report.get("schema") not in READABLE_SCHEMAS:
-        raise ValueError(f"not a kdsnn report (schema {report.get('schema')!r})")
-    acc = (report.get("accuracy") or {}).get(accuracy_key)
-    if isinstance(acc, Mapping):
-        acc = acc.get("value")
-    entry = {"name": name, "accuracy": acc,
-             "energy_pj": {PROFILE_ALIASES.get(p, p): blk["student"][0]["total_pj"]
-                           for p, blk in report["energy"].items()}}
-    want = _GROUP_MODELS.get(accuracy_key)
-    for g in report.get("accuracy_groups") or []:  # the group the flat value came from
-        m = next((m for m in g.get("models") or [] if m.get("model") == want
-                  and m.get("value") == acc), None)
-        if m is not None and m.get("n"):
-            entry["n"] = int(m["n"])
-            break
-    return entry
-
-
-def _scatter_points(rep: dict, groups: List[dict]) -> dict:
-    """This run's accuracy-vs-energy points, all from one accuracy group (the full split
-    when there is one, else the first), plus the other runs: ``{"group", "points"}``.
-    A model's energy is that of the spike record that stands for it (the emulation's,
-    else Lava's: the same integer network); the teacher as charged."""
-    names = rep["profile_order"]
-    by_model = {}
-    for i, st in enumerate(rep["student"]):
-        by_model.setdefault(model_of(st["label"]), (st["label"], i))
-    for a, b in (("emulation", "lava"), ("lava", "emulation")):
-        if a not in by_model and b in by_model:
-            by_model[a] = by_model[b]
-    group = next((g for g in groups if g["key"] == "full_split" and g["models"]),
-                 next((g for g in groups if g["models"]), None))
-    points = []
-    for m in (group["models"] if group else []):
-        if m["model"] == "teacher":
-            if rep["teacher"] is None:
-                continue
-            label, energy_pj = "teacher", {p: rep["energy"][p]["teacher"]["total_pj"]
-                                           for p in names}
-        elif m["model"] in by_model:
-            label, i = by_model[m["model"]]
-            energy_pj = {p: rep["energy"][p]["student"][i]["total_pj"] for p in names}
-        else:
-            continue
-        points.append({"name": f"{MODELS[m['model']]} (n = {m['n'] or '?'})",
-                       "model": m["model"], "accuracy": m["value"], "n": m["n"],
-                       "energy_record": label, "energy_pj": energy_pj})
-    for r in rep["runs"]:
-        points.append({"name": f"run {r['name']}: student", "model": None,
-                       "accuracy": r["accuracy"], "n": r.get("n"), "energy_record": None,
-                       "energy_pj": dict(r["energy_pj"])})
-    return {"group": group["key"] if group else None, "points": points}
-
-
-def written_files(report: Mapping, out_dir=None) -> List[Path]:
-    """Every file ``build_report`` wrote, in a fixed order (``report["files"]["written"]``),
-    as paths under ``out_dir`` (relative names when it is None)."""
-    names = list((report.get("files") or {}).get("written") or [])
-    return [Path(n) if out_dir is None else Path(out_dir) / n for n in names]
-
-
-#: the ``--source`` that makes a student record of this label
-_SOURCE_OF = {"torch": "torch", "float": "torch", "lava": "lava"}
-
-
-def dropped_by_rerun(old_report: Mapping, new_sources, *, html: Optional[bool] = None,
-                     profiles: Optional[Sequence[str]] = None,
-                     compare: Optional[Sequence[str]] = None) -> Optional[str]:
-    """What rewriting ``old_report`` (the ``report.json`` in place) with the new options
-    would silently drop, in one sentence naming the flag that keeps it; None if nothing.
-
-    ``new_sources``: the spike records the rerun makes (``{"torch"}``, ``{"lava"}``,
-    ``{"torch", "lava"}``; ``--source`` torch / lava / both).  Optional checks: ``html``
-    (False: the rerun removes report.html), ``profiles`` (the rerun's profile names, after
-    aliases), ``compare`` (the rerun's ``--compare`` runs).  Pure: reads nothing."""
-    if not isinstance(old_report, Mapping) or old_report.get("schema") not in READABLE_SCHEMAS:
-        return None
-    new_sources = {_SOURCE_OF.get(str(s), str(s)) for s in new_sources}
-    old_sources = [_SOURCE_OF[str(st.get("label"))] for st in old_report.get("student") or []
-                   if isinstance(st, Mapping) and str(st.get("label")) in _SOURCE_OF]
-    lost, flags = [], []
-    gone = [s for s in old_sources if s not in new_sources]
-    if gone:
-        keep = set(new_sources) | set(gone)
-        source = "both" if {"torch", "lava"} <= keep else sorted(keep)[0]
-        what = " and ".join(f"the {s} spike record" for s in gone)
-        lost.append(f"{what} (its energy, SynOps and firing-rate columns"
-                    f"{', Lava energy in every profile' if 'lava' in gone else ''})")
-        flags.append(f"--source {source}")
-    files = old_report.get("files") or {}
-    if html is False and files.get("html"):
-        lost.append("report.html")
-        flags.append("--html")
-    if profiles is not None:
-        new = {PROFILE_ALIASES.get(p, p) for p in profiles}
-        old = [p for p in old_report.get("profile_order") or [] if PROFILE_ALIASES.get(p, p)
-               not in new]
-        if old:
-            lost.append("the energy under profile(s) " + ", ".join(old))
-            flags.append("--profile " + " ".join(list(profiles) + old))
-    if compare is not None:
-        old = [r.get("name") for r in old_report.get("runs") or [] if isinstance(r, Mapping)
-               and r.get("name") not in set(map(str, compare))]
-        if old:
-            lost.append("the comparison with run(s) " + ", ".join(map(str, old)))
-            flags.append("--compare " + " ".join(list(map(str, compare)) + list(map(str, old))))
-    if not lost:
-        return None
-    return (f"this rerun would drop {_join(lost)} from the report in place; pass "
-            f"{_join(flags)} to keep {'it' if len(lost) == 1 else 'them'}")
-
-
-def _join(items: Sequence[str]) -> str:
-    items = list(items)
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def build_report(out_dir, stats, *, teacher_macs=None,
@@ -523,8 +129,8 @@ def build_report(out_dir, stats, *, teacher_macs=None,
     if accuracy is not None and not isinstance(accuracy, Mapping):
         raise ValueError("accuracy must be a mapping (groups of like samples, or label -> "
                          "fraction)")
-    acc, groups = _accuracy(accuracy)
-    tstats = _teacher_stats(teacher_macs)
+    acc, groups = normalise_accuracy(accuracy)
+    tstats = teacher_stats(teacher_macs)
 
     student = []
     for label, st in records.items():
@@ -552,7 +158,7 @@ def build_report(out_dir, stats, *, teacher_macs=None,
         energy_block[prof.name] = {"profile": prof.to_dict(), "student": studs, "teacher": t_e}
 
     primary = next(iter(records.values()))
-    grid = _by_convention(primary, tstats, profs, conventions, _grid_axes(records, tstats))
+    grid = by_convention(primary, tstats, profs, conventions, grid_axes(records, tstats))
     ratio_range = {}
     for p in names:
         vals = [g["energy"][p]["teacher_over_student"] for g in grid
@@ -563,11 +169,11 @@ def build_report(out_dir, stats, *, teacher_macs=None,
     run_list = []
     for r in runs or []:
         entry = {"name": str(r["name"]),
-                 "accuracy": _check_accuracy(r["name"], r.get("accuracy")),
+                 "accuracy": check_accuracy(r["name"], r.get("accuracy")),
                  "energy_pj": {str(k): float(v)
                                for k, v in (r.get("energy_pj") or {}).items()}}
         if r.get("n") is not None:
-            entry["n"] = _count(str(r["name"]), r["n"])
+            entry["n"] = sample_count(str(r["name"]), r["n"])
         run_list.append(entry)
 
     rep = {
@@ -579,17 +185,17 @@ def build_report(out_dir, stats, *, teacher_macs=None,
         "profile_order": names,
         "student": student,
         "teacher": teacher,
-        "layer_match": _match_layers(student[0], tstats, conventions),
+        "layer_match": match_layers(student[0], tstats, conventions),
         "accuracy": acc,
         "accuracy_groups": groups,
         "energy": energy_block,
         "by_convention": grid,
-        "neurobench": _neurobench_block(records),
+        "neurobench": neurobench_block(records),
         "ratio_range": ratio_range,
         "runs": run_list,
         "files": {},
     }
-    rep["accuracy_vs_energy"] = _scatter_points(rep, groups)
+    rep["accuracy_vs_energy"] = scatter_points(rep, groups)
     figs = draw_all(rep)
     plots = [f"{n}.png" for n in FIGURES if n in figs]
     figure_files = {n: {fmt: f"{n}.{fmt}" for fmt in FORMATS} for n in FIGURES if n in figs}

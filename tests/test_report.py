@@ -240,7 +240,7 @@ def deep_chain(n_layers=60, relays=6):
 
 
 def test_plots_stay_bounded_and_aligned_at_60_layers(tmp_path):
-    from hardware.report import _match_layers, is_relay
+    from hardware.report_energy import is_relay, match_layers
     g = deep_chain()
     x = torch.rand(4, 2, 1, 4, 4, generator=torch.Generator().manual_seed(0),
                    dtype=torch.float64)
@@ -262,7 +262,7 @@ def test_plots_stay_bounded_and_aligned_at_60_layers(tmp_path):
         w, h = png_size((tmp_path / name).read_bytes())  # 300 dpi: inches x 300
         assert w <= 16 * 300 and h <= 15 * 300, (name, w, h)
     assert is_relay("layer6.0.lif1.relay1") and not is_relay("layer6.0.lif1")
-    rows = _match_layers(rep["student"][1], None, Conventions())
+    rows = match_layers(rep["student"][1], None, Conventions())
     assert [r["layer"] for r in rows] == [l.name for l in g.layers]  # relays folded in
     folded = next(r for r in rows if r["layer"] == g.layers[10].name)
     assert folded["relays"] == 1 and folded["student_synops"] == pytest.approx(
@@ -271,13 +271,13 @@ def test_plots_stay_bounded_and_aligned_at_60_layers(tmp_path):
 
 def test_teacher_modules_pair_by_block():
     from hardware.energy import TeacherLayer, TeacherStats
-    from hardware.report import _match_layers
+    from hardware.report_energy import match_layers
     student = {"layers": [{"name": n, "synops_in": 1.0, "macs_in": 0.0} for n in
                           ("stem", "layer2.0.lif1", "layer2.0.lif2", "fc")]}
     names = ("stem.conv", "layer2.0.conv1.conv", "layer2.0.conv2.conv",
              "layer2.0.shortcut.conv", "head.fc", "extra.proj")
     teacher = TeacherStats(tuple(TeacherLayer(n, 10, 12) for n in names))
-    rows = {r["layer"]: r["teacher_modules"] for r in _match_layers(student, teacher,
+    rows = {r["layer"]: r["teacher_modules"] for r in match_layers(student, teacher,
                                                                     Conventions())}
     assert rows == {"stem": ["stem.conv"], "layer2.0.lif1": ["layer2.0.conv1.conv"],
                     "layer2.0.lif2": ["layer2.0.conv2.conv", "layer2.0.shortcut.conv"],
