@@ -182,9 +182,10 @@ def _lin_dense(c: _Chain, key: str, node) -> _Chain:
     if float(w.shape[0]) * int(np.prod(c.src_shape)) > MAX_ELEMENTS:
         raise KdsnnError(f"NIR import: {what} '{key}' composes into a dense weight of "
                          f"{w.shape[0]} x {int(np.prod(c.src_shape))} (absurdly large)")
-    m = c.dense_matrix(key)
-    if m is not None:
-        full = w if c.kind == "id" else w @ m
+    if c.kind == "id":  # a Flatten, then the Affine: its own weight (no identity built)
+        full = w
+    elif c.kind == "dense":
+        full = w @ c.weight
     else:  # dense after a convolution/pool: w through the convolution's transpose
         import torch
         import torch.nn.functional as tF

@@ -233,3 +233,28 @@ def test_inexact_chains_are_refused_by_name(chain, in_shape, out_shape, match):
     g = _graph(in_shape, chain, out_shape, tail=False)
     with pytest.raises(KdsnnError, match=match):
         nir_to_graph(g, dt=1.0)
+
+
+def test_a_dense_readout_on_a_large_feature_map_reads_back(tmp_path):
+    """ResNet-19 w8's readout reads 512 x 8 x 8 values: the Flatten before its Affine is no
+    matrix at all (it once was an identity of 32768 x 32768, refused as too large)."""
+    from export.graph import Connection, DeployGraph, NeuronLayer
+    from export.nir_io import write_nir
+    from export.quant_nir import read_quant_nir, write_quant_nir
+    from export.quantize import quantize
+
+    rng = np.random.default_rng(0)
+    conv = Connection("input", "conv", rng.normal(0, 0.5, (16, 1, 1, 1)))
+    feat = NeuronLayer("feat", (16, 32, 32), (conv,), 0.0, 0.0, 0.5, 1.0)
+    fc = NeuronLayer("fc", (3,), (Connection("feat", "dense",
+                                             rng.normal(0, 0.01, (3, 16 * 32 * 32))),),
+                     0.0, 0.0, 1.0, 1.0, spiking=False)
+    graph = DeployGraph((1, 32, 32), (feat, fc), 2)
+    assert (16 * 32 * 32) ** 2 > 1 << 27  # the identity would hold > 2**27 values
+    write_nir(graph, tmp_path / "g.nir")
+    back = nir_to_graph(tmp_path / "g.nir")
+    assert np.array_equal(back.layer("fc").connections[0].weight,
+                          graph.layer("fc").connections[0].weight)
+    q = quantize(graph)
+    write_quant_nir(tmp_path / "q.nir", q)
+    assert read_quant_nir(tmp_path / "q.nir").digest() == q.digest()
