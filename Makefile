@@ -13,7 +13,7 @@ demo: setup
 	@bash scripts/demo.sh $(RUN)
 
 test: setup
-	@$(PY) -m pytest -q tests
+	@$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile tests
 
 # The Triton neuron kernel (optional extra, ~290 MB wheel): installed with the constraints
 # (CPU torch stays), tested on CPU in Triton's interpreter (CUDA when TRITON_INTERPRET is 0)
