@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 from typing import Iterator, Union
 
 import torch
@@ -50,10 +51,13 @@ def exact_kernels(device: DeviceLike) -> Iterator[None]:
 
 
 def exact_on_device(fn):
-    """Decorate a function taking a ``device=`` keyword so that its body runs under
-    :func:`exact_kernels` for that device."""
+    """Decorate a function with a ``device`` parameter so that its body runs under
+    :func:`exact_kernels` for the device it is called with (by keyword or position)."""
+    signature = inspect.signature(fn)
+
     @functools.wraps(fn)
-    def run(*args, device: DeviceLike = None, **kwargs):
+    def run(*args, **kwargs):
+        device = signature.bind(*args, **kwargs).arguments.get("device")
         with exact_kernels(device):
-            return fn(*args, device=device, **kwargs)
+            return fn(*args, **kwargs)
     return run

@@ -116,3 +116,20 @@ def test_import_refuses_a_device_the_machine_lacks_before_reading_anything(tmp_p
                  "--device", "cuda"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cuda" in err[0].lower() and not run.exists()
+
+
+def test_emulate_runs_under_exact_kernels_however_the_device_is_passed(monkeypatch, residual):
+    import export.devices as devices
+    seen = []
+    real = devices.exact_kernels
+
+    def spy(device):
+        seen.append(device)
+        return real(device)
+    monkeypatch.setattr(devices, "exact_kernels", spy)
+    graph, q = residual
+    x_int = encode_input(_x(graph, 2))
+    emulate(q, x_int, device="cpu")
+    emulate(q, x_int, True, None, "cpu")  # positionally
+    emulate(q, x_int)
+    assert seen == ["cpu", "cpu", None]
