@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,27 +33,12 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from workflow import write_synthetic_cifar10  # noqa: E402
+from workflow import kdsnn, write_synthetic_cifar10  # noqa: E402
 
 TRAIN = ["--config", "cifar100_resnet19", "--set", "data.name=cifar10",
          "--set", "data.augment=false", "--set", "data.batch_size=32",
          "--set", "data.eval_batch_size=256", "--set", "teacher.epochs=1",
          "--set", "student.epochs=1", "--set", "amp=true"]
-
-
-def _kdsnn(args: list, log: Path, limit: float) -> dict:
-    t0 = time.perf_counter()
-    with open(log, "a") as out:
-        out.write(f"\n$ kdsnn {' '.join(map(str, args))}\n")
-        out.flush()
-        try:
-            rc = subprocess.run([sys.executable, "-m", "kdsnn", *map(str, args)], cwd=ROOT,
-                                stdout=out, stderr=subprocess.STDOUT, timeout=limit,
-                                env=dict(os.environ, MPLBACKEND="Agg")).returncode
-        except subprocess.TimeoutExpired:
-            rc = "stopped"
-    return {"wall_s": round(time.perf_counter() - t0, 1),
-            "status": "ok" if rc == 0 else f"exit {rc}" if rc != "stopped" else rc}
 
 
 def emulation_equal(run: Path, device: str, n: int = 64) -> dict:
@@ -119,7 +103,7 @@ def main() -> int:
     for step, args in steps:
         print(f"[gpu_chain] {step} ...", flush=True)
         try:
-            r = emulation_equal(run, a.device) if args is None else _kdsnn(args, log, a.limit)
+            r = emulation_equal(run, a.device) if args is None else kdsnn(ROOT, args, a.limit, log)
         except Exception as exc:  # recorded; the next steps may still run
             r = {"status": f"error: {type(exc).__name__}: {exc}"}
         res["steps"][step] = r

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as tF
 
 from export import layout
-from export.devices import exact_on_device
+from export.devices import as_device, exact_on_device
 from export.graph import CLOCK, INPUT, clock_activity
 from export.fixed_point import QuantConnection, QuantGraph
 
@@ -309,7 +309,7 @@ def emulate(qgraph: QuantGraph, x_int_seq, record: bool = True,
     ``export.graph.CLOCK``) reads a source spiking at every step: its weights join the
     synaptic input each step, as the bias axon does on Loihi.
     """
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    device = as_device(device)
     x_seq = torch.as_tensor(x_int_seq).to(device=device, dtype=torch.int64)
     T, B = x_seq.shape[:2]
     last_use = qgraph.last_readers()

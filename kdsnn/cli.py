@@ -316,9 +316,12 @@ def _export(a) -> int:
 
 
 def _parity(a) -> int:
+    import torch
+
     from hardware.report_format import stock_words
 
     from . import verify
+    from .devices import lava_note
     if a.shard and a.merge:
         raise KdsnnError("--shard and --merge exclude each other")
     conv_model = "lava" if a.stock_models else a.conv_model
@@ -337,9 +340,9 @@ def _parity(a) -> int:
     else:
         r = verify.parity(a.run, full_test=a.full_test, **common)
     result, timing = r.result, r.timing
-    if timing.get("device", "cpu") != "cpu":
-        print(f"float pass and integer emulation on {timing['device']}; Lava on the CPU "
-              "(its simulator is CPU code)")
+    note = lava_note(torch.device(timing.get("device", "cpu")))
+    if note:
+        print(note)
     acc, full = result["accuracy"], result.get("emulation_full_test")
     if full:
         print(f"integer emulation on the whole test split ({full['samples']} samples): "

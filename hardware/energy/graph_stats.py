@@ -7,7 +7,7 @@ from typing import Dict, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
-from export.devices import exact_kernels
+from export.devices import as_device, exact_kernels
 from export.graph import CLOCK, INPUT, DeployGraph, clock_activity, run_float
 from kd_snn.errors import KdsnnError
 
@@ -251,7 +251,7 @@ def analyze_graph(graph, x_seq: Optional[ArrayLike] = None, *,
 
     spike_tot = {l.name: 0.0 for l in graph.layers}
     per_step = {l.name: np.zeros(T) for l in graph.layers}
-    dev = torch.device("cpu") if device is None else torch.device(device)
+    dev = as_device(device)
     per_neuron = {l.name: torch.zeros(tuple(l.shape), dtype=torch.int64, device=dev)
                   for l in graph.layers if l.spiking}
     active = {l.name: 0 for l in graph.layers}
