@@ -72,20 +72,20 @@ def parity(run: RunPath, *, samples: int = 100, jobs: int = 1, batch: int = 16,
     integer emulation's accuracy over the whole test split (reused when stored).
     ``device``: where the float pass and the emulation compute (None/``auto``: CUDA when
     present); Lava runs on the CPU."""
-    where = _check(samples, jobs, batch, stock_check, conv_model, device)
+    compute_on = _check(samples, jobs, batch, stock_check, conv_model, device)
     import lava.proc.lif.process  # noqa: F401  (fixes the fork start method first)
 
     run, cfg = open_trained_run(run)
     with writing(run):
         balanced, qgraph, x, y = _inputs(run, cfg, samples, progress, need_export=False)
         pr, stock = _run(balanced, qgraph, x, y, jobs, batch, stock_check, conv_model,
-                         progress, 0, x.shape[1], where)
+                         progress, 0, x.shape[1], compute_on)
         result = _settle(pr.result, stock)
         timing = {"seconds": round(pr.seconds, 3), "jobs": pr.jobs,
                   "samples_per_s": round(x.shape[1] / pr.seconds, 3) if pr.seconds > 0
                   else None}
         return _publish(run, cfg, full_test, progress, balanced, qgraph, result, pr.record,
-                        timing, where)
+                        timing, compute_on)
 
 
 def parity_shard(run: RunPath, shard: int, shards: int, *, samples: int = 100, jobs: int = 1,
@@ -94,7 +94,7 @@ def parity_shard(run: RunPath, shard: int, shards: int, *, samples: int = 100, j
     """The ``shard``-th of ``shards`` disjoint slices of :func:`parity`'s samples (needs
     ``export --target lava`` first); writes RUN/parity/shards/K-of-N.json under its own
     lock, so shards run at once on machines sharing the run directory."""
-    where = _check(samples, jobs, batch, stock_check, conv_model, device)
+    compute_on = _check(samples, jobs, batch, stock_check, conv_model, device)
     parse_shard(f"{shard}/{shards}")
     import lava.proc.lif.process  # noqa: F401  (fixes the fork start method first)
 
@@ -108,7 +108,7 @@ def parity_shard(run: RunPath, shard: int, shards: int, *, samples: int = 100, j
     with run.lock(name=f".kdsnn-parity-{shard}-of-{shards}.lock", clean=False), \
             kio.transaction():
         pr, stock = _run(balanced, qgraph, x, y, jobs, batch, stock_check, conv_model,
-                         progress, lo, hi, where)
+                         progress, lo, hi, compute_on)
         base = run.subdir("parity") / "shards" / f"{shard}-of-{shards}"
         record = {"schema": SHARD_SCHEMA, "shard": shard, "shards": shards,
                   "samples": int(x.shape[1]), "range": [lo, hi],
@@ -130,7 +130,7 @@ def merge_parity(run: RunPath, *, full_test: bool = True, device: Optional[str] 
     from hardware import parity as hw_parity
     from hardware.spike_record import SpikeRecord
 
-    where = step_device(device)
+    compute_on = step_device(device)
     import lava.proc.lif.process  # noqa: F401  (fixes the fork start method first)
 
     run, cfg = open_trained_run(run)
@@ -182,7 +182,7 @@ def merge_parity(run: RunPath, *, full_test: bool = True, device: Optional[str] 
                   "seconds": round(max(s or 0 for s in seconds), 3), "jobs": None,
                   "samples_per_s": None}
         return _publish(run, cfg, full_test, progress, balanced, qgraph, result, record,
-                        timing, where)
+                        timing, compute_on)
 
 
 # ---- the steps ------------------------------------------------------------------------

@@ -105,6 +105,7 @@ def test_shards_in_parallel_merge_to_the_bytes_of_one_run(exported, tmp_path):
         assert (split / "parity" / name).read_bytes() == (one / "parity" / name).read_bytes()
     merged = json.loads((split / "parity" / "run.json").read_text())
     assert merged["shards"] == 3 and len(merged["shard_seconds"]) == 3
+    assert merged["device"] == "cpu"  # where the merge computed (not a shard's name)
     assert (split / "parity" / "lava_spikes.npz").is_file()
 
 
